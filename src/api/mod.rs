@@ -1,0 +1,273 @@
+//! The HTTP API: what the kube-aggregator and the HPA controller call.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use percent_encoding::percent_decode_str;
+
+use crate::provider::{CustomRequest, ExternalRequest, MetricsProvider, ObjectName};
+use crate::selector::Selector;
+use wire::{json_response, ApiError, CUSTOM_GROUP, CUSTOM_VERSIONS, EXTERNAL_GROUP, EXTERNAL_VERSION};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub provider: Arc<dyn MetricsProvider>,
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(provider: Arc<dyn MetricsProvider>) -> Self {
+        Self {
+            provider,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(readyz))
+        .route("/openapi/v2", get(|| async { json_response(StatusCode::OK, &wire::openapi_v2()) }))
+        .route("/apis", get(|| async { json_response(StatusCode::OK, &wire::api_group_list()) }))
+        .route("/apis/{group}", get(api_group))
+        .route("/apis/custom.metrics.k8s.io/{version}", get(custom_discovery))
+        .route("/apis/custom.metrics.k8s.io/{version}/{*rest}", get(custom_metric))
+        .route("/apis/external.metrics.k8s.io/{version}", get(external_discovery))
+        .route("/apis/external.metrics.k8s.io/{version}/{*rest}", get(external_metric))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: configuration not loaded").into_response()
+    }
+}
+
+async fn fallback(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("the server could not find the requested resource {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not supported on {}: the metrics APIs are read-only", uri.path()),
+    )
+}
+
+async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
+    match wire::api_group(&group) {
+        Some(g) => json_response(StatusCode::OK, &g),
+        None => ApiError::not_found(format!("the server could not find the requested resource /apis/{group}")).into_response(),
+    }
+}
+
+fn check_custom_version(version: &str) -> Result<(), ApiError> {
+    if CUSTOM_VERSIONS.contains(&version) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "the server could not find the requested resource: {CUSTOM_GROUP}/{version} is not served (served: v1beta2, v1beta1)"
+        )))
+    }
+}
+
+fn check_external_version(version: &str) -> Result<(), ApiError> {
+    if version == EXTERNAL_VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "the server could not find the requested resource: {EXTERNAL_GROUP}/{version} is not served (served: v1beta1)"
+        )))
+    }
+}
+
+async fn custom_discovery(
+    State(state): State<AppState>,
+    axum::extract::Path(version): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    check_custom_version(&version)?;
+    let body = wire::resource_list(&format!("{CUSTOM_GROUP}/{version}"), &state.provider.metrics());
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn external_discovery(
+    State(state): State<AppState>,
+    axum::extract::Path(version): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    check_external_version(&version)?;
+    let body = wire::resource_list(&format!("{EXTERNAL_GROUP}/{version}"), &state.provider.metrics());
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The path segments after `/apis/<group>/<version>/`, each percent-decoded on its own so an
+/// encoded `/` cannot add a segment and `%2A` reads as `*`.
+fn segments_after_version(uri: &Uri) -> Result<Vec<String>, ApiError> {
+    let path = uri.path();
+    let rest = path
+        .splitn(5, '/')
+        .nth(4)
+        .ok_or_else(|| ApiError::bad_request("malformed metrics path"))?;
+    rest.split('/')
+        .map(|seg| {
+            let decoded = percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| ApiError::bad_request(format!("path segment {seg:?} is not UTF-8")))?;
+            if decoded.is_empty() {
+                return Err(ApiError::bad_request(format!("empty path segment in {path}")));
+            }
+            Ok(decoded.into_owned())
+        })
+        .collect()
+}
+
+/// Query parameters with form rules (`+` is a space), as the kube-aggregator re-encodes them.
+fn query_params(raw: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+    Ok(pairs.into_iter().collect())
+}
+
+fn selector_param(params: &HashMap<String, String>, name: &str) -> Result<Selector, ApiError> {
+    match params.get(name) {
+        None => Ok(Selector::everything()),
+        Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))),
+    }
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    // Namespaces and object names are DNS labels or subdomains; anything else is not a
+    // Kubernetes object and would only reach Prometheus as noise.
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("invalid {kind} name {name:?}")))
+    }
+}
+
+fn check_metric(name: &str) -> Result<(), ApiError> {
+    if crate::promql::is_valid_metric_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("invalid metric name {name:?}")))
+    }
+}
+
+async fn external_metric(
+    State(state): State<AppState>,
+    axum::extract::Path((version, _rest)): axum::extract::Path<(String, String)>,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_external_version(&version)?;
+    let segs = segments_after_version(&uri)?;
+    let (namespace, metric) = match segs.as_slice() {
+        [ns_kw, ns, metric] if ns_kw == "namespaces" => (ns.clone(), metric.clone()),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "malformed external metrics path {}: expected /apis/{EXTERNAL_GROUP}/{EXTERNAL_VERSION}/namespaces/<namespace>/<metric>",
+                uri.path()
+            )))
+        }
+    };
+    check_name("namespace", &namespace)?;
+    check_metric(&metric)?;
+    let params = query_params(raw.as_deref())?;
+    let selector = selector_param(&params, "labelSelector")?;
+    let req = ExternalRequest {
+        namespace,
+        metric: metric.clone(),
+        selector,
+    };
+    let values = state.provider.external(&req).await?;
+    Ok(json_response(StatusCode::OK, &wire::external_list(&metric, &values)?))
+}
+
+async fn custom_metric(
+    State(state): State<AppState>,
+    axum::extract::Path((version, _rest)): axum::extract::Path<(String, String)>,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_custom_version(&version)?;
+    let segs = segments_after_version(&uri)?;
+    let (namespace, resource, name, metric) = match segs.as_slice() {
+        // The Namespace object itself: `namespaces/{ns}/metrics/{metric}`.
+        [ns_kw, ns, metrics_kw, metric] if ns_kw == "namespaces" && metrics_kw == "metrics" => {
+            (None, "namespaces".to_string(), ns.clone(), metric.clone())
+        }
+        [ns_kw, ns, resource, name, metric] if ns_kw == "namespaces" => {
+            check_name("namespace", ns)?;
+            (Some(ns.clone()), resource.clone(), name.clone(), metric.clone())
+        }
+        [resource, name, metric] => (None, resource.clone(), name.clone(), metric.clone()),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "malformed custom metrics path {}: expected namespaces/<ns>/<resource>/<name|*>/<metric>, <resource>/<name|*>/<metric> or namespaces/<ns>/metrics/<metric>",
+                uri.path()
+            )))
+        }
+    };
+    if !resource
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        || resource.is_empty()
+    {
+        return Err(ApiError::bad_request(format!("invalid resource {resource:?}")));
+    }
+    check_metric(&metric)?;
+    let name = if name == "*" {
+        ObjectName::All
+    } else {
+        check_name("object", &name)?;
+        ObjectName::Named(name)
+    };
+    let params = query_params(raw.as_deref())?;
+    let selector = selector_param(&params, "labelSelector")?;
+    let metric_selector = selector_param(&params, "metricLabelSelector")?;
+    let req = CustomRequest {
+        namespace,
+        resource,
+        name: name.clone(),
+        metric: metric.clone(),
+        selector,
+        metric_selector,
+    };
+    let values = state.provider.custom(&req).await?;
+    if let ObjectName::Named(n) = &name {
+        // The HPA requires exactly one value for an Object metric.
+        if values.len() != 1 {
+            return Err(ApiError::not_found(format!(
+                "metric {metric} for {} {n:?}: expected exactly one value, found {}",
+                req.resource,
+                values.len()
+            )));
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::custom_list(&version, &metric, &req.metric_selector, &values)?,
+    ))
+}

@@ -1,0 +1,344 @@
+//! JSON shapes of the metrics APIs (`k8s.io/metrics` types) and of `metav1.Status`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::provider::{CustomValue, ExternalValue, MetricError, MetricInfo, MetricTarget, ObjectRef};
+use crate::quantity;
+use crate::selector::{Operator, Selector};
+
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+pub const CUSTOM_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
+pub const EXTERNAL_VERSION: &str = "v1beta1";
+
+/// An error answered as a Kubernetes `Status` object.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn reason(&self) -> &'static str {
+        match self.code.as_u16() {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            413 => "RequestEntityTooLarge",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason(),
+            "code": self.code.as_u16(),
+        })
+    }
+}
+
+impl From<MetricError> for ApiError {
+    fn from(e: MetricError) -> Self {
+        let code = match &e {
+            MetricError::UnknownMetric { .. } | MetricError::NoData(_) => StatusCode::NOT_FOUND,
+            MetricError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            MetricError::Unusable(_) | MetricError::BackendUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            MetricError::BackendFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.code, &self.body())
+    }
+}
+
+/// Always `application/json`, whatever the client's `Accept` asked for: client-go decodes by
+/// the response's content type, and a 406 would fail the HPA.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+/// RFC 3339, UTC, whole seconds, as `metav1.Time` marshals.
+pub fn timestamp(unix_seconds: f64) -> String {
+    let secs = if unix_seconds.is_finite() {
+        unix_seconds.floor() as i64
+    } else {
+        0
+    };
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+fn quantity(value: f64) -> Result<String, ApiError> {
+    quantity::format(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("refusing to serve a non-finite value: {e}"),
+        )
+    })
+}
+
+/// A parsed selector as `metav1.LabelSelector`, or `null` when empty.
+pub fn label_selector(sel: &Selector) -> Value {
+    if sel.is_empty() {
+        return Value::Null;
+    }
+    let exprs: Vec<Value> = sel
+        .requirements()
+        .iter()
+        .map(|r| {
+            let (op, values) = match r.operator {
+                Operator::Equals | Operator::In => ("In", Some(&r.values)),
+                Operator::NotEquals | Operator::NotIn => ("NotIn", Some(&r.values)),
+                Operator::Exists => ("Exists", None),
+                Operator::DoesNotExist => ("DoesNotExist", None),
+                Operator::GreaterThan => ("Gt", Some(&r.values)),
+                Operator::LessThan => ("Lt", Some(&r.values)),
+            };
+            let mut m = Map::new();
+            m.insert("key".into(), json!(r.key));
+            m.insert("operator".into(), json!(op));
+            if let Some(v) = values {
+                m.insert("values".into(), json!(v));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    json!({ "matchExpressions": exprs })
+}
+
+pub fn external_list(metric: &str, values: &[ExternalValue]) -> Result<Value, ApiError> {
+    let mut items = Vec::with_capacity(values.len());
+    for v in values {
+        items.push(json!({
+            "metricName": metric,
+            "metricLabels": v.labels,
+            "timestamp": timestamp(v.timestamp),
+            "value": quantity(v.value)?,
+        }));
+    }
+    Ok(json!({
+        "kind": "ExternalMetricValueList",
+        "apiVersion": format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"),
+        "metadata": {},
+        "items": items,
+    }))
+}
+
+fn described_object(o: &ObjectRef) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(o.kind));
+    if let Some(ns) = &o.namespace {
+        m.insert("namespace".into(), json!(ns));
+    }
+    m.insert("name".into(), json!(o.name));
+    m.insert("apiVersion".into(), json!(o.api_version));
+    Value::Object(m)
+}
+
+pub fn custom_list(
+    version: &str,
+    metric: &str,
+    metric_selector: &Selector,
+    values: &[CustomValue],
+) -> Result<Value, ApiError> {
+    let selector = label_selector(metric_selector);
+    let mut items = Vec::with_capacity(values.len());
+    for v in values {
+        let item = if version == "v1beta1" {
+            json!({
+                "describedObject": described_object(&v.object),
+                "metricName": metric,
+                "timestamp": timestamp(v.timestamp),
+                "value": quantity(v.value)?,
+                "selector": selector,
+            })
+        } else {
+            json!({
+                "describedObject": described_object(&v.object),
+                "metric": { "name": metric, "selector": selector },
+                "timestamp": timestamp(v.timestamp),
+                "value": quantity(v.value)?,
+            })
+        };
+        items.push(item);
+    }
+    Ok(json!({
+        "kind": "MetricValueList",
+        "apiVersion": format!("{CUSTOM_GROUP}/{version}"),
+        "metadata": {},
+        "items": items,
+    }))
+}
+
+fn resource_entry(name: String, namespaced: bool, kind: &str) -> Value {
+    json!({
+        "name": name,
+        "singularName": "",
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": ["get"],
+    })
+}
+
+/// `APIResourceList` for a group-version. Never empty: client-go warns on every discovery
+/// pass about an empty group-version, so a placeholder stands in when nothing is served.
+pub fn resource_list(group_version: &str, metrics: &[MetricInfo]) -> Value {
+    let external = group_version.starts_with(EXTERNAL_GROUP);
+    let mut resources: Vec<Value> = metrics
+        .iter()
+        .filter_map(|m| match (&m.target, external) {
+            (MetricTarget::External, true) => Some(resource_entry(
+                m.name.clone(),
+                true,
+                "ExternalMetricValueList",
+            )),
+            (MetricTarget::Custom { resource, namespaced }, false) => Some(resource_entry(
+                format!("{resource}/{}", m.name),
+                *namespaced,
+                "MetricValueList",
+            )),
+            _ => None,
+        })
+        .collect();
+    if resources.is_empty() {
+        resources.push(if external {
+            resource_entry("externalmetrics".into(), true, "ExternalMetricValueList")
+        } else {
+            resource_entry("custommetrics".into(), true, "MetricValueList")
+        });
+    }
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    })
+}
+
+fn group(name: &str, versions: &[&str]) -> Value {
+    let gv = |v: &str| json!({"groupVersion": format!("{name}/{v}"), "version": v});
+    json!({
+        "name": name,
+        "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+        "preferredVersion": gv(versions[0]),
+    })
+}
+
+pub fn api_group(name: &str) -> Option<Value> {
+    let mut g = match name {
+        CUSTOM_GROUP => group(CUSTOM_GROUP, &CUSTOM_VERSIONS),
+        EXTERNAL_GROUP => group(EXTERNAL_GROUP, &[EXTERNAL_VERSION]),
+        _ => return None,
+    };
+    if let Some(o) = g.as_object_mut() {
+        o.insert("kind".into(), json!("APIGroup"));
+        o.insert("apiVersion".into(), json!("v1"));
+    }
+    Some(g)
+}
+
+pub fn api_group_list() -> Value {
+    json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            group(CUSTOM_GROUP, &CUSTOM_VERSIONS),
+            group(EXTERNAL_GROUP, &[EXTERNAL_VERSION]),
+        ],
+    })
+}
+
+/// A small, valid Swagger 2.0 document. The kube-apiserver downloads `/openapi/v2` from every
+/// APIService and logs errors with backoff when it is missing.
+pub fn openapi_v2() -> Value {
+    let get = |summary: &str, list: &str| {
+        json!({"get": {
+            "summary": summary,
+            "produces": ["application/json"],
+            "responses": {"200": {"description": list}}
+        }})
+    };
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "flink-hpa-bridge", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}":
+                get("external metric values", "ExternalMetricValueList"),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}":
+                get("custom metric values of namespaced objects", "MetricValueList"),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/{namespace}/{resource}/{name}/{metric}":
+                get("custom metric values of namespaced objects", "MetricValueList"),
+        },
+        "definitions": {},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shape() {
+        let e = ApiError::not_found("the server could not find the metric x for pods");
+        assert_eq!(
+            e.body(),
+            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                   "message":"the server could not find the metric x for pods","reason":"NotFound","code":404})
+        );
+    }
+
+    #[test]
+    fn timestamps_are_whole_seconds_utc() {
+        assert_eq!(timestamp(1_700_000_000.987), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn selectors_as_label_selector_objects() {
+        let s = Selector::parse("a=1,!b").unwrap();
+        assert_eq!(
+            label_selector(&s),
+            json!({"matchExpressions":[{"key":"a","operator":"In","values":["1"]},{"key":"b","operator":"DoesNotExist"}]})
+        );
+        assert_eq!(label_selector(&Selector::everything()), Value::Null);
+    }
+}

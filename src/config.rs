@@ -1,0 +1,663 @@
+//! The configuration file (YAML) and the built-in signal set.
+//!
+//! Everything has a default, so the server runs with no file at all: the file only changes
+//! the Prometheus connection and adds, replaces or disables signals. Errors name the file,
+//! the field and what was expected, and a bad file is refused as a whole.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::promql::{is_valid_label_name, is_valid_metric_name};
+
+pub const DEFAULT_SECURE_PORT: u16 = 6443;
+pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
+pub const DEFAULT_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(120);
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(120);
+pub const DEFAULT_PRAVEGA_LOOKBACK: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// The file as written. Unknown fields are errors, so a typo cannot silently fall back to a
+/// default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    #[serde(default)]
+    pub prometheus: PrometheusSection,
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub pods: PodsSection,
+    /// Include the five built-in signals (default true). Entries in `signals` with a built-in
+    /// name replace that built-in.
+    pub builtin_signals: Option<bool>,
+    #[serde(default)]
+    pub signals: Vec<SignalSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrometheusSection {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_tls_verify: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerSection {
+    pub secure_port: Option<u16>,
+    pub bind_address: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodsSection {
+    pub source: Option<PodSource>,
+}
+
+/// How the `labelSelector` of a `pods/*` request is resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PodSource {
+    /// The Kubernetes API when one is reachable (in a cluster or with a kubeconfig), else labels.
+    #[default]
+    Auto,
+    /// Always a watched pod cache from the Kubernetes API; start fails without one.
+    Kubernetes,
+    /// Match the selector against the series' own labels.
+    Labels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SignalType {
+    FlinkBusyTimeMax,
+    FlinkKafkaLagRecords,
+    FlinkKafkaLagSeconds,
+    PravegaStreamSegments,
+    FlinkTaskManagerBusyTime,
+    Promql,
+}
+
+impl fmt::Display for SignalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnMissing {
+    /// Answer with an error: the HPA keeps the current replica count.
+    #[default]
+    Error,
+    /// Answer 0. Only for signals where "no data" truly means "nothing to do".
+    Zero,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Api {
+    External,
+    Custom,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignalSection {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<SignalType>,
+    pub namespaced: Option<bool>,
+    pub namespace_label: Option<String>,
+    pub max_age: Option<String>,
+    pub on_missing: Option<OnMissing>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub flink_label_values: Option<bool>,
+    pub pod_label: Option<String>,
+    pub kafka_exporter_namespaced: Option<bool>,
+    pub rate_window: Option<String>,
+    pub zero_rate_seconds: Option<f64>,
+    pub lookback: Option<String>,
+    pub api: Option<Api>,
+    pub resource: Option<String>,
+    pub resource_label: Option<String>,
+    pub query: Option<String>,
+}
+
+/// The effective configuration after defaults, file and flags.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub prometheus: PrometheusSettings,
+    pub server: ServerSettings,
+    pub pod_source: PodSource,
+    pub signals: Vec<SignalSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSettings {
+    pub url: Option<String>,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_tls_verify: bool,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSettings {
+    pub secure_port: u16,
+    pub bind_address: String,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SignalType,
+    /// Add `<namespace_label>="<request namespace>"` to the queried series.
+    pub namespaced: bool,
+    pub namespace_label: String,
+    /// Newest sample older than this is stale; `None` turns the check off.
+    #[serde(with = "humantime_serde_compat::option")]
+    pub max_age: Option<Duration>,
+    pub on_missing: OnMissing,
+    /// Selector key → Prometheus label.
+    pub labels: BTreeMap<String, String>,
+    pub flink_label_values: bool,
+    pub pod_label: String,
+    pub kafka_exporter_namespaced: bool,
+    #[serde(with = "humantime_serde_compat")]
+    pub rate_window: Duration,
+    pub zero_rate_seconds: Option<f64>,
+    #[serde(with = "humantime_serde_compat")]
+    pub lookback: Duration,
+    pub api: Api,
+    pub resource: String,
+    pub resource_label: String,
+    pub query: Option<String>,
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub mod option {
+        use std::time::Duration;
+
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+impl SignalSpec {
+    /// Defaults for a signal of `kind` called `name`.
+    pub fn new(name: &str, kind: SignalType) -> Self {
+        let flink = !matches!(kind, SignalType::PravegaStreamSegments | SignalType::Promql);
+        Self {
+            name: name.to_string(),
+            kind,
+            // Flink pods are scraped with Kubernetes service discovery and carry the
+            // namespace they run in, which is the HPA's; the Pravega controller runs in its
+            // own namespace.
+            namespaced: !matches!(kind, SignalType::PravegaStreamSegments),
+            namespace_label: "namespace".into(),
+            max_age: Some(DEFAULT_MAX_AGE),
+            on_missing: OnMissing::Error,
+            labels: BTreeMap::new(),
+            flink_label_values: flink,
+            pod_label: "pod".into(),
+            kafka_exporter_namespaced: false,
+            rate_window: DEFAULT_RATE_WINDOW,
+            zero_rate_seconds: None,
+            lookback: DEFAULT_PRAVEGA_LOOKBACK,
+            api: match kind {
+                SignalType::FlinkTaskManagerBusyTime => Api::Custom,
+                _ => Api::External,
+            },
+            resource: "pods".into(),
+            resource_label: "pod".into(),
+            query: None,
+        }
+    }
+}
+
+pub const BUILTIN_SIGNALS: [(&str, SignalType); 5] = [
+    ("flink_busy_time_max", SignalType::FlinkBusyTimeMax),
+    ("flink_kafka_lag_records", SignalType::FlinkKafkaLagRecords),
+    ("flink_kafka_lag_seconds", SignalType::FlinkKafkaLagSeconds),
+    ("pravega_stream_segments", SignalType::PravegaStreamSegments),
+    ("flink_taskmanager_busy_time", SignalType::FlinkTaskManagerBusyTime),
+];
+
+pub fn builtin_signals() -> Vec<SignalSpec> {
+    BUILTIN_SIGNALS
+        .iter()
+        .map(|(name, kind)| SignalSpec::new(name, *kind))
+        .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            prometheus: PrometheusSettings {
+                url: None,
+                timeout: DEFAULT_PROMETHEUS_TIMEOUT,
+                bearer_token_file: None,
+                ca_file: None,
+                insecure_skip_tls_verify: false,
+                headers: BTreeMap::new(),
+            },
+            server: ServerSettings {
+                secure_port: DEFAULT_SECURE_PORT,
+                bind_address: DEFAULT_BIND_ADDRESS.into(),
+                tls_cert_file: None,
+                tls_private_key_file: None,
+            },
+            pod_source: PodSource::Auto,
+            signals: builtin_signals(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_yaml(&text, &file)
+    }
+
+    /// Parses and validates; `file` names the source in errors.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let raw: FileConfig = if text.trim().is_empty() {
+            FileConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        Self::from_file_config(raw, file)
+    }
+
+    pub fn from_file_config(raw: FileConfig, file: &str) -> Result<Self, ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            field,
+            message,
+        };
+        let mut cfg = Config::default();
+
+        let p = raw.prometheus;
+        if let Some(url) = p.url {
+            validate_url(&url).map_err(|m| invalid("prometheus.url".into(), m))?;
+            cfg.prometheus.url = Some(url);
+        }
+        if let Some(t) = p.timeout {
+            cfg.prometheus.timeout = parse_duration(&t)
+                .and_then(nonzero)
+                .map_err(|m| invalid("prometheus.timeout".into(), m))?;
+        }
+        for (k, v) in &p.headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(invalid(
+                    format!("prometheus.headers.{k}"),
+                    "not a valid HTTP header name".into(),
+                ));
+            }
+            if http::HeaderValue::from_str(v).is_err() {
+                return Err(invalid(
+                    format!("prometheus.headers.{k}"),
+                    "not a valid HTTP header value".into(),
+                ));
+            }
+        }
+        cfg.prometheus.headers = p.headers;
+        cfg.prometheus.bearer_token_file = p.bearer_token_file;
+        cfg.prometheus.ca_file = p.ca_file;
+        cfg.prometheus.insecure_skip_tls_verify = p.insecure_skip_tls_verify.unwrap_or(false);
+
+        let s = raw.server;
+        if let Some(port) = s.secure_port {
+            if port == 0 {
+                return Err(invalid("server.securePort".into(), "must be 1 to 65535".into()));
+            }
+            cfg.server.secure_port = port;
+        }
+        if let Some(addr) = s.bind_address {
+            if addr.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(
+                    "server.bindAddress".into(),
+                    format!("expected an IP address such as 0.0.0.0 or ::, got {addr:?}"),
+                ));
+            }
+            cfg.server.bind_address = addr;
+        }
+        if s.tls_cert_file.is_some() != s.tls_private_key_file.is_some() {
+            return Err(invalid(
+                "server.tlsCertFile".into(),
+                "tlsCertFile and tlsPrivateKeyFile go together".into(),
+            ));
+        }
+        cfg.server.tls_cert_file = s.tls_cert_file;
+        cfg.server.tls_private_key_file = s.tls_private_key_file;
+        cfg.pod_source = raw.pods.source.unwrap_or_default();
+
+        let mut signals: Vec<SignalSpec> = if raw.builtin_signals.unwrap_or(true) {
+            builtin_signals()
+        } else {
+            Vec::new()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, section) in raw.signals.into_iter().enumerate() {
+            let spec = signal_from_section(section, i).map_err(|(f, m)| invalid(f, m))?;
+            if !seen.insert(spec.name.clone()) {
+                return Err(invalid(
+                    format!("signals[{i}].name"),
+                    format!("{:?} is defined twice", spec.name),
+                ));
+            }
+            match signals.iter_mut().find(|s| s.name == spec.name) {
+                Some(existing) => *existing = spec,
+                None => signals.push(spec),
+            }
+        }
+        if signals.is_empty() {
+            return Err(invalid(
+                "signals".into(),
+                "no signals: builtinSignals is false and no signals are listed".into(),
+            ));
+        }
+        cfg.signals = signals;
+        Ok(cfg)
+    }
+}
+
+type FieldError = (String, String);
+
+fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldError> {
+    let f = |name: &str| format!("signals[{i}].{name}");
+    let name = s
+        .name
+        .ok_or_else(|| (f("name"), "required".to_string()))?;
+    if !is_valid_metric_name(&name) {
+        return Err((
+            f("name"),
+            format!("{name:?} must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"),
+        ));
+    }
+    let kind = s.kind.ok_or_else(|| {
+        (
+            f("type"),
+            "required: one of flinkBusyTimeMax, flinkKafkaLagRecords, flinkKafkaLagSeconds, pravegaStreamSegments, flinkTaskManagerBusyTime, promql".to_string(),
+        )
+    })?;
+    let mut spec = SignalSpec::new(&name, kind);
+
+    // Options that only some types read: refuse them elsewhere rather than ignore them.
+    let only = |present: bool, field: &str, types: &[SignalType]| -> Result<(), FieldError> {
+        if present && !types.contains(&kind) {
+            let list = types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            return Err((f(field), format!("not used by type {kind}; only by {list}")));
+        }
+        Ok(())
+    };
+    use SignalType::*;
+    only(s.pod_label.is_some(), "podLabel", &[FlinkTaskManagerBusyTime])?;
+    only(
+        s.kafka_exporter_namespaced.is_some(),
+        "kafkaExporterNamespaced",
+        &[FlinkKafkaLagRecords, FlinkKafkaLagSeconds],
+    )?;
+    only(s.rate_window.is_some(), "rateWindow", &[FlinkKafkaLagSeconds])?;
+    only(s.zero_rate_seconds.is_some(), "zeroRateSeconds", &[FlinkKafkaLagSeconds])?;
+    only(s.lookback.is_some(), "lookback", &[PravegaStreamSegments])?;
+    only(s.api.is_some(), "api", &[Promql])?;
+    only(s.resource.is_some(), "resource", &[Promql])?;
+    only(s.resource_label.is_some(), "resourceLabel", &[Promql])?;
+    only(s.query.is_some(), "query", &[Promql])?;
+
+    if let Some(v) = s.namespaced {
+        spec.namespaced = v;
+    }
+    if let Some(l) = s.namespace_label {
+        check_label(&l).map_err(|m| (f("namespaceLabel"), m))?;
+        spec.namespace_label = l;
+    }
+    if let Some(a) = s.max_age {
+        spec.max_age = if a == "0" || a == "off" {
+            None
+        } else {
+            Some(parse_duration(&a).and_then(nonzero).map_err(|m| (f("maxAge"), m))?)
+        };
+    }
+    if let Some(m) = s.on_missing {
+        spec.on_missing = m;
+    }
+    for (key, label) in &s.labels {
+        check_label(label).map_err(|m| (format!("{}.{key}", f("labels")), m))?;
+    }
+    spec.labels = s.labels;
+    if let Some(v) = s.flink_label_values {
+        spec.flink_label_values = v;
+    }
+    if let Some(l) = s.pod_label {
+        check_label(&l).map_err(|m| (f("podLabel"), m))?;
+        spec.pod_label = l;
+    }
+    if let Some(v) = s.kafka_exporter_namespaced {
+        spec.kafka_exporter_namespaced = v;
+    }
+    if let Some(w) = s.rate_window {
+        spec.rate_window = parse_duration(&w).and_then(nonzero).map_err(|m| (f("rateWindow"), m))?;
+    }
+    if let Some(z) = s.zero_rate_seconds {
+        if !z.is_finite() || z < 0.0 {
+            return Err((f("zeroRateSeconds"), "must be a finite number ≥ 0".into()));
+        }
+        spec.zero_rate_seconds = Some(z);
+    }
+    if let Some(l) = s.lookback {
+        spec.lookback = parse_duration(&l).and_then(nonzero).map_err(|m| (f("lookback"), m))?;
+    }
+    if kind == Promql {
+        spec.api = s
+            .api
+            .ok_or_else(|| (f("api"), "required for type promql: external or custom".into()))?;
+        let query = s
+            .query
+            .ok_or_else(|| (f("query"), "required for type promql".to_string()))?;
+        if !query.contains(MATCHERS_PLACEHOLDER) {
+            return Err((
+                f("query"),
+                format!("must contain {MATCHERS_PLACEHOLDER} where the request's label matchers go, e.g. sum(my_series{{{MATCHERS_PLACEHOLDER}}})"),
+            ));
+        }
+        spec.query = Some(query);
+        spec.max_age = None;
+        if spec.api == Api::Custom {
+            if let Some(r) = s.resource {
+                if r.is_empty() || r.contains('/') || r.contains(char::is_whitespace) {
+                    return Err((f("resource"), "expected a plural resource such as pods or deployments.apps".into()));
+                }
+                spec.resource = r;
+            }
+            if let Some(l) = s.resource_label {
+                check_label(&l).map_err(|m| (f("resourceLabel"), m))?;
+                spec.resource_label = l;
+            }
+            if spec.resource == "namespaces" {
+                spec.namespaced = false;
+            }
+        } else if s.resource.is_some() || s.resource_label.is_some() {
+            return Err((f("resource"), "only for api: custom".into()));
+        }
+    }
+    Ok(spec)
+}
+
+/// Where a `promql` signal's template receives the request's label matchers.
+pub const MATCHERS_PLACEHOLDER: &str = "<<matchers>>";
+
+fn check_label(l: &str) -> Result<(), String> {
+    if is_valid_label_name(l) {
+        Ok(())
+    } else {
+        Err(format!("{l:?} is not a valid Prometheus label name"))
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration such as 30s, 2m or 1h, got {s:?}"))
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("must be greater than zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+pub fn validate_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("expected an http:// or https:// URL, got {url:?}")),
+        Err(e) => Err(format!("expected a URL such as http://prometheus:9090, got {url:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_the_builtins() {
+        let c = Config::from_yaml("", "c.yaml").unwrap();
+        let names: Vec<_> = c.signals.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, BUILTIN_SIGNALS.map(|(n, _)| n));
+        assert!(!c.signals[3].namespaced, "pravega series live in another namespace");
+    }
+
+    #[test]
+    fn full_file_parses_and_overrides_a_builtin() {
+        let c = Config::from_yaml(
+            r#"
+prometheus:
+  url: https://thanos.example:9091
+  timeout: 3s
+  headers: {X-Scope-OrgID: team-a}
+server: {securePort: 8443}
+pods: {source: labels}
+signals:
+  - name: flink_busy_time_max
+    type: flinkBusyTimeMax
+    maxAge: 45s
+    labels: {app: job_name}
+  - name: orders_rate
+    type: promql
+    api: external
+    query: sum(rate(orders_total{<<matchers>>}[1m]))
+"#,
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.prometheus.timeout, Duration::from_secs(3));
+        assert_eq!(c.server.secure_port, 8443);
+        assert_eq!(c.pod_source, PodSource::Labels);
+        assert_eq!(c.signals.len(), 6);
+        assert_eq!(c.signals[0].max_age, Some(Duration::from_secs(45)));
+        assert_eq!(c.signals[5].api, Api::External);
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        assert_eq!(
+            err("prometheus: {url: 'ftp://x'}"),
+            r#"c.yaml: prometheus.url: expected an http:// or https:// URL, got "ftp://x""#
+        );
+        assert_eq!(
+            err("signals: [{name: a, type: flinkBusyTimeMax, maxAge: soon}]"),
+            r#"c.yaml: signals[0].maxAge: expected a duration such as 30s, 2m or 1h, got "soon""#
+        );
+        assert_eq!(
+            err("signals: [{name: a, type: flinkBusyTimeMax, podLabel: pod}]"),
+            "c.yaml: signals[0].podLabel: not used by type flinkBusyTimeMax; only by flinkTaskManagerBusyTime"
+        );
+        assert_eq!(
+            err("signals: [{name: a-b, type: promql}]"),
+            r#"c.yaml: signals[0].name: "a-b" must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"#
+        );
+        assert!(err("signals: [{name: a, type: promql, api: external, query: 'up'}]")
+            .starts_with("c.yaml: signals[0].query: must contain <<matchers>>"));
+        assert!(err("signals: [{name: a, type: promql, api: external, query: 'x{<<matchers>>}'}, {name: a, type: flinkBusyTimeMax}]")
+            .contains("signals[1].name: \"a\" is defined twice"));
+        assert!(err("builtinSignals: false").contains("signals: no signals"));
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused_with_their_path() {
+        let e = err("prometheus:\n  urll: http://x\n");
+        assert!(e.starts_with("c.yaml: prometheus: unknown field `urll`"), "{e}");
+        let e = err("signals:\n  - name: a\n    type: busy\n");
+        assert!(e.starts_with("c.yaml: signals[0].type: unknown variant `busy`"), "{e}");
+    }
+}

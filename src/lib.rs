@@ -1,0 +1,13 @@
+//! flink-hpa-bridge: a Kubernetes custom and external metrics APIService that lets a stock
+//! HorizontalPodAutoscaler scale Flink Reactive Mode TaskManagers on signals from Prometheus.
+
+pub mod api;
+pub mod config;
+pub mod prometheus;
+pub mod promql;
+pub mod provider;
+pub mod quantity;
+pub mod selector;
+pub mod server;
+pub mod signals;
+pub mod tls;

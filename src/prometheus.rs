@@ -1,0 +1,254 @@
+//! A client for Prometheus' HTTP query API (also Thanos, Cortex, Mimir, VictoriaMetrics).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use serde::Deserialize;
+
+use crate::config::PrometheusSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    #[error("Prometheus client setup failed: {0}")]
+    Setup(String),
+    #[error("Prometheus at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Prometheus at {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("Prometheus answered HTTP {status}: {error_type}: {error}")]
+    Api {
+        status: u16,
+        error_type: String,
+        error: String,
+    },
+    #[error("Prometheus answered something unreadable: {0}")]
+    Decode(String),
+}
+
+impl PromError {
+    /// Whether trying later may work (the server is down, overloaded or slow) as opposed to a
+    /// query Prometheus refuses.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            PromError::Unreachable { .. } | PromError::Timeout { .. } => true,
+            PromError::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// One sample of an instant-query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+    /// Evaluation time reported by Prometheus, Unix seconds.
+    pub timestamp: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub samples: Vec<Sample>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    query_url: String,
+    base: String,
+    timeout: Duration,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl Client {
+    pub fn new(settings: &PrometheusSettings) -> Result<Self, PromError> {
+        let base = settings
+            .url
+            .clone()
+            .ok_or_else(|| PromError::Setup("no Prometheus URL configured".into()))?;
+        let base = base.trim_end_matches('/').to_string();
+        let mut headers = HeaderMap::new();
+        for (k, v) in &settings.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| PromError::Setup(format!("header {k}: {e}")))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| PromError::Setup(format!("header {k}: {e}")))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("flink-hpa-bridge/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| PromError::Setup(format!("caFile {}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| PromError::Setup(format!("caFile {}: {e}", ca.display())))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if settings.insecure_skip_tls_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| PromError::Setup(e.to_string()))?;
+        Ok(Self {
+            http,
+            query_url: format!("{base}/api/v1/query"),
+            base,
+            timeout: settings.timeout,
+            token_file: settings.bearer_token_file.clone(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Evaluates `query` at the current time. Sent as a form POST so long queries never hit
+    /// URL length limits.
+    pub async fn instant(&self, query: &str) -> Result<QueryResult, PromError> {
+        let mut req = self.http.post(&self.query_url).form(&[("query", query)]);
+        if let Some(path) = &self.token_file {
+            // Read on every query: projected service-account tokens rotate on disk.
+            let token = tokio::fs::read_to_string(path).await.map_err(|e| {
+                PromError::Setup(format!("bearerTokenFile {}: {e}", path.display()))
+            })?;
+            req = req.header(AUTHORIZATION, format!("Bearer {}", token.trim()));
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
+            if status >= 400 {
+                PromError::Api {
+                    status,
+                    error_type: "http".into(),
+                    error: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                }
+            } else {
+                PromError::Decode(e.to_string())
+            }
+        })?;
+        if env.status != "success" {
+            return Err(PromError::Api {
+                status,
+                error_type: env.error_type.unwrap_or_default(),
+                error: env.error.unwrap_or_default(),
+            });
+        }
+        let data = env
+            .data
+            .ok_or_else(|| PromError::Decode("success without data".into()))?;
+        let samples = match data.result_type.as_str() {
+            "vector" => {
+                let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                items
+                    .into_iter()
+                    .map(|i| Sample {
+                        labels: i.metric,
+                        value: parse_value(&i.value.1),
+                        timestamp: i.value.0,
+                    })
+                    .collect()
+            }
+            "scalar" => {
+                let (ts, v): (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                vec![Sample {
+                    labels: BTreeMap::new(),
+                    value: parse_value(&v),
+                    timestamp: ts,
+                }]
+            }
+            other => {
+                return Err(PromError::Decode(format!(
+                    "result type {other} where an instant vector or scalar was expected"
+                )))
+            }
+        };
+        Ok(QueryResult {
+            samples,
+            warnings: env.warnings,
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> PromError {
+        if e.is_timeout() {
+            PromError::Timeout {
+                url: self.base.clone(),
+                timeout: self.timeout,
+            }
+        } else {
+            let mut reason = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                reason = format!("{reason}: {s}");
+                src = s.source();
+            }
+            PromError::Unreachable {
+                url: self.base.clone(),
+                reason,
+            }
+        }
+    }
+}
+
+/// Prometheus encodes values as strings, including `NaN`, `+Inf` and `-Inf`. Anything
+/// unparseable becomes NaN, which every consumer treats as "no value".
+pub fn parse_value(s: &str) -> f64 {
+    match s {
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_including_specials() {
+        assert_eq!(parse_value("1.5"), 1.5);
+        assert_eq!(parse_value("+Inf"), f64::INFINITY);
+        assert_eq!(parse_value("-Inf"), f64::NEG_INFINITY);
+        assert!(parse_value("NaN").is_nan());
+        assert!(parse_value("garbage").is_nan());
+    }
+}
