@@ -277,7 +277,10 @@ pub const BUILTIN_SIGNALS: [(&str, SignalType); 5] = [
     ("flink_kafka_lag_records", SignalType::FlinkKafkaLagRecords),
     ("flink_kafka_lag_seconds", SignalType::FlinkKafkaLagSeconds),
     ("pravega_stream_segments", SignalType::PravegaStreamSegments),
-    ("flink_taskmanager_busy_time", SignalType::FlinkTaskManagerBusyTime),
+    (
+        "flink_taskmanager_busy_time",
+        SignalType::FlinkTaskManagerBusyTime,
+    ),
 ];
 
 pub fn builtin_signals() -> Vec<SignalSpec> {
@@ -373,7 +376,10 @@ impl Config {
         let s = raw.server;
         if let Some(port) = s.secure_port {
             if port == 0 {
-                return Err(invalid("server.securePort".into(), "must be 1 to 65535".into()));
+                return Err(invalid(
+                    "server.securePort".into(),
+                    "must be 1 to 65535".into(),
+                ));
             }
             cfg.server.secure_port = port;
         }
@@ -430,9 +436,7 @@ type FieldError = (String, String);
 
 fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldError> {
     let f = |name: &str| format!("signals[{i}].{name}");
-    let name = s
-        .name
-        .ok_or_else(|| (f("name"), "required".to_string()))?;
+    let name = s.name.ok_or_else(|| (f("name"), "required".to_string()))?;
     if !is_valid_metric_name(&name) {
         return Err((
             f("name"),
@@ -450,20 +454,36 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
     // Options that only some types read: refuse them elsewhere rather than ignore them.
     let only = |present: bool, field: &str, types: &[SignalType]| -> Result<(), FieldError> {
         if present && !types.contains(&kind) {
-            let list = types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            let list = types
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err((f(field), format!("not used by type {kind}; only by {list}")));
         }
         Ok(())
     };
     use SignalType::*;
-    only(s.pod_label.is_some(), "podLabel", &[FlinkTaskManagerBusyTime])?;
+    only(
+        s.pod_label.is_some(),
+        "podLabel",
+        &[FlinkTaskManagerBusyTime],
+    )?;
     only(
         s.kafka_exporter_namespaced.is_some(),
         "kafkaExporterNamespaced",
         &[FlinkKafkaLagRecords, FlinkKafkaLagSeconds],
     )?;
-    only(s.rate_window.is_some(), "rateWindow", &[FlinkKafkaLagSeconds])?;
-    only(s.zero_rate_seconds.is_some(), "zeroRateSeconds", &[FlinkKafkaLagSeconds])?;
+    only(
+        s.rate_window.is_some(),
+        "rateWindow",
+        &[FlinkKafkaLagSeconds],
+    )?;
+    only(
+        s.zero_rate_seconds.is_some(),
+        "zeroRateSeconds",
+        &[FlinkKafkaLagSeconds],
+    )?;
     only(s.lookback.is_some(), "lookback", &[PravegaStreamSegments])?;
     only(s.api.is_some(), "api", &[Promql])?;
     only(s.resource.is_some(), "resource", &[Promql])?;
@@ -481,7 +501,11 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
         spec.max_age = if a == "0" || a == "off" {
             None
         } else {
-            Some(parse_duration(&a).and_then(nonzero).map_err(|m| (f("maxAge"), m))?)
+            Some(
+                parse_duration(&a)
+                    .and_then(nonzero)
+                    .map_err(|m| (f("maxAge"), m))?,
+            )
         };
     }
     if let Some(m) = s.on_missing {
@@ -502,7 +526,9 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
         spec.kafka_exporter_namespaced = v;
     }
     if let Some(w) = s.rate_window {
-        spec.rate_window = parse_duration(&w).and_then(nonzero).map_err(|m| (f("rateWindow"), m))?;
+        spec.rate_window = parse_duration(&w)
+            .and_then(nonzero)
+            .map_err(|m| (f("rateWindow"), m))?;
     }
     if let Some(z) = s.zero_rate_seconds {
         if !z.is_finite() || z < 0.0 {
@@ -511,12 +537,17 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
         spec.zero_rate_seconds = Some(z);
     }
     if let Some(l) = s.lookback {
-        spec.lookback = parse_duration(&l).and_then(nonzero).map_err(|m| (f("lookback"), m))?;
+        spec.lookback = parse_duration(&l)
+            .and_then(nonzero)
+            .map_err(|m| (f("lookback"), m))?;
     }
     if kind == Promql {
-        spec.api = s
-            .api
-            .ok_or_else(|| (f("api"), "required for type promql: external or custom".into()))?;
+        spec.api = s.api.ok_or_else(|| {
+            (
+                f("api"),
+                "required for type promql: external or custom".into(),
+            )
+        })?;
         let query = s
             .query
             .ok_or_else(|| (f("query"), "required for type promql".to_string()))?;
@@ -531,7 +562,10 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
         if spec.api == Api::Custom {
             if let Some(r) = s.resource {
                 if r.is_empty() || r.contains('/') || r.contains(char::is_whitespace) {
-                    return Err((f("resource"), "expected a plural resource such as pods or deployments.apps".into()));
+                    return Err((
+                        f("resource"),
+                        "expected a plural resource such as pods or deployments.apps".into(),
+                    ));
                 }
                 spec.resource = r;
             }
@@ -577,7 +611,9 @@ pub fn validate_url(url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         Ok(_) => Err(format!("expected an http:// or https:// URL, got {url:?}")),
-        Err(e) => Err(format!("expected a URL such as http://prometheus:9090, got {url:?}: {e}")),
+        Err(e) => Err(format!(
+            "expected a URL such as http://prometheus:9090, got {url:?}: {e}"
+        )),
     }
 }
 
@@ -594,7 +630,10 @@ mod tests {
         let c = Config::from_yaml("", "c.yaml").unwrap();
         let names: Vec<_> = c.signals.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, BUILTIN_SIGNALS.map(|(n, _)| n));
-        assert!(!c.signals[3].namespaced, "pravega series live in another namespace");
+        assert!(
+            !c.signals[3].namespaced,
+            "pravega series live in another namespace"
+        );
     }
 
     #[test]
@@ -646,8 +685,10 @@ signals:
             err("signals: [{name: a-b, type: promql}]"),
             r#"c.yaml: signals[0].name: "a-b" must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"#
         );
-        assert!(err("signals: [{name: a, type: promql, api: external, query: 'up'}]")
-            .starts_with("c.yaml: signals[0].query: must contain <<matchers>>"));
+        assert!(
+            err("signals: [{name: a, type: promql, api: external, query: 'up'}]")
+                .starts_with("c.yaml: signals[0].query: must contain <<matchers>>")
+        );
         assert!(err("signals: [{name: a, type: promql, api: external, query: 'x{<<matchers>>}'}, {name: a, type: flinkBusyTimeMax}]")
             .contains("signals[1].name: \"a\" is defined twice"));
         assert!(err("builtinSignals: false").contains("signals: no signals"));
@@ -656,8 +697,14 @@ signals:
     #[test]
     fn unknown_fields_and_types_are_refused_with_their_path() {
         let e = err("prometheus:\n  urll: http://x\n");
-        assert!(e.starts_with("c.yaml: prometheus: unknown field `urll`"), "{e}");
+        assert!(
+            e.starts_with("c.yaml: prometheus: unknown field `urll`"),
+            "{e}"
+        );
         let e = err("signals:\n  - name: a\n    type: busy\n");
-        assert!(e.starts_with("c.yaml: signals[0].type: unknown variant `busy`"), "{e}");
+        assert!(
+            e.starts_with("c.yaml: signals[0].type: unknown variant `busy`"),
+            "{e}"
+        );
     }
 }

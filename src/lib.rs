@@ -2,7 +2,11 @@
 //! HorizontalPodAutoscaler scale Flink Reactive Mode TaskManagers on signals from Prometheus.
 
 pub mod api;
+pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod exporter;
+pub mod local_prometheus;
 pub mod prometheus;
 pub mod promql;
 pub mod provider;

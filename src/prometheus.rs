@@ -101,8 +101,8 @@ impl Client {
         for (k, v) in &settings.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| PromError::Setup(format!("header {k}: {e}")))?;
-            let value =
-                HeaderValue::from_str(v).map_err(|e| PromError::Setup(format!("header {k}: {e}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|e| PromError::Setup(format!("header {k}: {e}")))?;
             headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder()

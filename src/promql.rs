@@ -182,7 +182,8 @@ impl Translation<'_> {
             if label.starts_with("__") || label == PART_LABEL {
                 return Err(TranslateError::Reserved {
                     key: r.key.clone(),
-                    why: "labels starting with '__' and the server's own labels cannot be selected".into(),
+                    why: "labels starting with '__' and the server's own labels cannot be selected"
+                        .into(),
                 });
             }
             if self.reserved.contains(&label.as_str()) {
@@ -290,14 +291,32 @@ mod tests {
 
     #[test]
     fn rejects_what_cannot_be_a_matcher() {
-        assert!(matches!(tr("app.kubernetes.io/name=x"), Err(TranslateError::InvalidLabel { .. })));
-        assert!(matches!(tr("a-b=x"), Err(TranslateError::InvalidLabel { .. })));
+        assert!(matches!(
+            tr("app.kubernetes.io/name=x"),
+            Err(TranslateError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            tr("a-b=x"),
+            Err(TranslateError::InvalidLabel { .. })
+        ));
         let rename: BTreeMap<String, String> = [("n".to_string(), "__name__".to_string())].into();
-        let t = Translation { rename: Some(&rename), ..Default::default() };
+        let t = Translation {
+            rename: Some(&rename),
+            ..Default::default()
+        };
         let s = Selector::parse("n=up").unwrap();
-        assert!(matches!(t.matchers(&s), Err(TranslateError::Reserved { .. })));
-        assert!(matches!(tr("bridge_part=x"), Err(TranslateError::Reserved { .. })));
-        assert!(matches!(tr("namespace=other"), Err(TranslateError::Reserved { .. })));
+        assert!(matches!(
+            t.matchers(&s),
+            Err(TranslateError::Reserved { .. })
+        ));
+        assert!(matches!(
+            tr("bridge_part=x"),
+            Err(TranslateError::Reserved { .. })
+        ));
+        assert!(matches!(
+            tr("namespace=other"),
+            Err(TranslateError::Reserved { .. })
+        ));
         assert!(matches!(tr("a>1"), Err(TranslateError::Unsupported { .. })));
     }
 

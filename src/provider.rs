@@ -16,7 +16,10 @@ pub enum MetricTarget {
     External,
     /// A custom metric describing objects of `resource` (a group-resource such as `pods` or
     /// `deployments.apps`).
-    Custom { resource: String, namespaced: bool },
+    Custom {
+        resource: String,
+        namespaced: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,9 +73,7 @@ impl Selector {
             reason,
         };
         if input.len() > MAX_SELECTOR_LEN {
-            return Err(err(format!(
-                "longer than {MAX_SELECTOR_LEN} characters"
-            )));
+            return Err(err(format!("longer than {MAX_SELECTOR_LEN} characters")));
         }
         let tokens = tokenize(input).map_err(err)?;
         let mut parser = Parser { tokens, pos: 0 };
@@ -111,7 +109,9 @@ impl Requirement {
         let value = labels.get(&self.key);
         match self.operator {
             Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
-            Operator::NotEquals | Operator::NotIn => !value.is_some_and(|v| self.values.contains(v)),
+            Operator::NotEquals | Operator::NotIn => {
+                !value.is_some_and(|v| self.values.contains(v))
+            }
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
@@ -398,7 +398,9 @@ fn validate_key(key: &str) -> Result<(), String> {
         || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
         || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
     {
-        return bad("the name part must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric");
+        return bad(
+            "the name part must be alphanumeric, '-', '_' or '.', starting and ending alphanumeric",
+        );
     }
     if let Some(p) = prefix {
         if p.is_empty() || p.len() > 253 {
@@ -407,7 +409,8 @@ fn validate_key(key: &str) -> Result<(), String> {
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         };
@@ -476,7 +479,10 @@ mod tests {
     fn accepts_qualified_keys_and_flink_style_values() {
         let s = Selector::parse("app.kubernetes.io/name=flink,task_name=Source:_orders").unwrap();
         assert_eq!(s.requirements()[0].key, "app.kubernetes.io/name");
-        assert_eq!(s.requirements()[1].values, vec!["Source:_orders".to_string()]);
+        assert_eq!(
+            s.requirements()[1].values,
+            vec!["Source:_orders".to_string()]
+        );
     }
 
     #[test]
@@ -493,7 +499,16 @@ mod tests {
     #[test]
     fn matches_with_kubernetes_semantics() {
         let l = labels(&[("app", "tm"), ("tier", "3")]);
-        let yes = ["app=tm", "app in (jm,tm)", "env!=prod", "env notin (a)", "app", "!env", "tier>2", "tier<4"];
+        let yes = [
+            "app=tm",
+            "app in (jm,tm)",
+            "env!=prod",
+            "env notin (a)",
+            "app",
+            "!env",
+            "tier>2",
+            "tier<4",
+        ];
         for s in yes {
             assert!(Selector::parse(s).unwrap().matches(&l), "{s}");
         }

@@ -85,10 +85,15 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
     let state = AppState::new(signals.clone());
     let ready = state.ready.clone();
     let app = api::router(state)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(TraceLayer::new_for_http());
 
-    let material = match (&config.server.tls_cert_file, &config.server.tls_private_key_file) {
+    let material = match (
+        &config.server.tls_cert_file,
+        &config.server.tls_private_key_file,
+    ) {
         (Some(cert), Some(key)) => Material::load(cert, key)?,
         _ => {
             let mut hosts = vec![
@@ -103,21 +108,41 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
     let generated_cert_pem = material.generated_pem.clone();
     let tls_config = material.server_config()?;
 
-    let addr = format!("{}:{}", config.server.bind_address, config.server.secure_port);
+    let addr = format!(
+        "{}:{}",
+        config.server.bind_address, config.server.secure_port
+    );
     let bind_addr = if config.server.bind_address.contains(':') {
-        format!("[{}]:{}", config.server.bind_address, config.server.secure_port)
+        format!(
+            "[{}]:{}",
+            config.server.bind_address, config.server.secure_port
+        )
     } else {
         addr.clone()
     };
     let listener = TcpListener::bind(&bind_addr)
         .await
-        .map_err(|source| ServerError::Bind { addr: bind_addr.clone(), source })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: bind_addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
 
     let (tx, rx) = oneshot::channel::<()>();
     let grace = opts.grace;
     let handle = tokio::spawn(async move {
-        tls::serve(listener, tls_config, app, async { let _ = rx.await; }, grace).await;
+        tls::serve(
+            listener,
+            tls_config,
+            app,
+            async {
+                let _ = rx.await;
+            },
+            grace,
+        )
+        .await;
     });
     ready.store(true, Ordering::Release);
     tracing::info!(

@@ -22,7 +22,8 @@ use crate::selector::Selector;
 
 pub const BUSY_TIME: &str = "flink_taskmanager_job_task_busyTimeMsPerSecond";
 pub const PENDING_RECORDS: &str = "flink_taskmanager_job_task_operator_pendingRecords";
-pub const OPERATOR_RECORDS_OUT_RATE: &str = "flink_taskmanager_job_task_operator_numRecordsOutPerSecond";
+pub const OPERATOR_RECORDS_OUT_RATE: &str =
+    "flink_taskmanager_job_task_operator_numRecordsOutPerSecond";
 pub const KAFKA_GROUP_LAG: &str = "kafka_consumergroup_lag";
 pub const KAFKA_GROUP_OFFSET: &str = "kafka_consumergroup_current_offset";
 pub const PRAVEGA_SEGMENTS: &str = "pravega_controller_segments_count";
@@ -229,7 +230,7 @@ impl MetricsProvider for Signals {
 
 /// Kind and apiVersion for `describedObject`. The HPA keys Pods metrics by name only; the
 /// rest is for people reading the answer.
-fn kind_of(resource: &str) -> (String, String) {
+pub fn kind_of(resource: &str) -> (String, String) {
     let known = match resource {
         "pods" => Some(("Pod", "v1")),
         "namespaces" => Some(("Namespace", "v1")),
@@ -238,7 +239,9 @@ fn kind_of(resource: &str) -> (String, String) {
         "deployments.apps" => Some(("Deployment", "apps/v1")),
         "statefulsets.apps" => Some(("StatefulSet", "apps/v1")),
         "jobs.batch" => Some(("Job", "batch/v1")),
-        "flinkdeployments.flink.apache.org" => Some(("FlinkDeployment", "flink.apache.org/v1beta1")),
+        "flinkdeployments.flink.apache.org" => {
+            Some(("FlinkDeployment", "flink.apache.org/v1beta1"))
+        }
         _ => None,
     };
     if let Some((k, v)) = known {
@@ -246,7 +249,11 @@ fn kind_of(resource: &str) -> (String, String) {
     }
     let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
     let singular = plural.strip_suffix('s').unwrap_or(plural);
-    let mut kind: String = singular.chars().take(1).flat_map(char::to_uppercase).collect();
+    let mut kind: String = singular
+        .chars()
+        .take(1)
+        .flat_map(char::to_uppercase)
+        .collect();
     kind.push_str(singular.get(1..).unwrap_or(""));
     (kind, group.to_string())
 }
@@ -357,7 +364,10 @@ impl Signal {
             }
         }
         let t = self.translation(src.flink_values, reserved);
-        out.extend(t.matchers(&req.series).map_err(|e| MetricError::BadRequest(e.to_string()))?);
+        out.extend(
+            t.matchers(&req.series)
+                .map_err(|e| MetricError::BadRequest(e.to_string()))?,
+        );
         Ok(out)
     }
 
@@ -426,10 +436,20 @@ impl Signal {
             SignalType::FlinkKafkaLagRecords => {
                 if wants_kafka {
                     let m = self.series_matchers(&kafka, req)?;
-                    Ok(Plan::value_and_newest(&["consumergroup", "topic"], KAFKA_GROUP_LAG, &m, Some("sum")))
+                    Ok(Plan::value_and_newest(
+                        &["consumergroup", "topic"],
+                        KAFKA_GROUP_LAG,
+                        &m,
+                        Some("sum"),
+                    ))
                 } else {
                     let m = self.series_matchers(&flink, req)?;
-                    Ok(Plan::value_and_newest(&["job_name"], PENDING_RECORDS, &m, Some("sum")))
+                    Ok(Plan::value_and_newest(
+                        &["job_name"],
+                        PENDING_RECORDS,
+                        &m,
+                        Some("sum"),
+                    ))
                 }
             }
             SignalType::FlinkKafkaLagSeconds => {
@@ -515,7 +535,11 @@ impl Signal {
             return Err(MetricError::NoData(self.no_series(plan)));
         };
         Ok(vec![Item {
-            labels: if usable.len() == 1 { g.labels.clone() } else { BTreeMap::new() },
+            labels: if usable.len() == 1 {
+                g.labels.clone()
+            } else {
+                BTreeMap::new()
+            },
             object: None,
             value,
             timestamp: newest_of(&usable),
@@ -590,7 +614,10 @@ impl Signal {
     fn segments(&self, req: &Request, groups: Vec<Group>) -> Result<Vec<Item>, MetricError> {
         let key = format!(
             "{}|{}",
-            req.namespace.as_deref().filter(|_| self.spec.namespaced).unwrap_or(""),
+            req.namespace
+                .as_deref()
+                .filter(|_| self.spec.namespaced)
+                .unwrap_or(""),
             req.series
         );
         let items: Vec<Item> = groups
@@ -620,7 +647,11 @@ impl Signal {
             None => Err(MetricError::NoData(format!(
                 "{}: no {PRAVEGA_SEGMENTS} series for {} within the last {}",
                 self.spec.name,
-                if req.series.is_empty() { "any stream".to_string() } else { format!("selector {}", req.series) },
+                if req.series.is_empty() {
+                    "any stream".to_string()
+                } else {
+                    format!("selector {}", req.series)
+                },
                 promql_duration(self.spec.lookback)
             ))),
         }
@@ -628,12 +659,19 @@ impl Signal {
 
     /// One item per described object (custom metrics). Objects with unusable data are left
     /// out: the HPA treats a missing pod conservatively, never as 0.
-    fn per_object(&self, plan: &Plan, groups: Vec<Group>, label: &str) -> Result<Vec<Item>, MetricError> {
+    fn per_object(
+        &self,
+        plan: &Plan,
+        groups: Vec<Group>,
+        label: &str,
+    ) -> Result<Vec<Item>, MetricError> {
         let total = groups.len();
         let mut reasons = Vec::new();
         let mut items = Vec::new();
         for g in groups {
-            let Some(name) = g.labels.get(label).cloned() else { continue };
+            let Some(name) = g.labels.get(label).cloned() else {
+                continue;
+            };
             if let Some(keep) = &plan.keep_objects {
                 if !keep.contains(&name) {
                     continue;
@@ -652,8 +690,13 @@ impl Signal {
         if items.is_empty() {
             if reasons.is_empty() {
                 let msg = match &plan.keep_objects {
-                    Some(keep) if keep.is_empty() => format!("{}: no pods match the label selector", self.spec.name),
-                    _ if total > 0 => format!("{}: none of the series belong to the selected pods", self.spec.name),
+                    Some(keep) if keep.is_empty() => {
+                        format!("{}: no pods match the label selector", self.spec.name)
+                    }
+                    _ if total > 0 => format!(
+                        "{}: none of the series belong to the selected pods",
+                        self.spec.name
+                    ),
                     _ => self.no_series(plan),
                 };
                 return Err(MetricError::NoData(msg));
@@ -686,7 +729,10 @@ impl Signal {
                         continue;
                     }
                 }
-                if items.iter().any(|i| i.object.as_deref() == Some(name.as_str())) {
+                if items
+                    .iter()
+                    .any(|i| i.object.as_deref() == Some(name.as_str()))
+                {
                     return Err(MetricError::BackendFailed(format!(
                         "{}: the query returns several series for {} {name:?}; aggregate it by ({})",
                         self.spec.name, self.spec.resource, self.spec.resource_label
@@ -708,7 +754,11 @@ impl Signal {
                 "{}: all {} samples are NaN or infinite{}",
                 self.spec.name,
                 samples.len(),
-                if custom { " or lack the object label" } else { "" }
+                if custom {
+                    " or lack the object label"
+                } else {
+                    ""
+                }
             )));
         }
         Ok(items)
@@ -844,7 +894,9 @@ impl Plan {
         }
         self.parts
             .iter()
-            .map(|(name, expr)| format!("label_replace({expr}, \"{PART_LABEL}\", \"{name}\", \"\", \"\")"))
+            .map(|(name, expr)| {
+                format!("label_replace({expr}, \"{PART_LABEL}\", \"{name}\", \"\", \"\")")
+            })
             .collect::<Vec<_>>()
             .join(" or ")
     }
@@ -897,7 +949,10 @@ mod tests {
 
     #[test]
     fn plan_combines_parts_into_one_query() {
-        let m = vec![Matcher::eq("namespace", "flink"), Matcher::eq("job_name", "j")];
+        let m = vec![
+            Matcher::eq("namespace", "flink"),
+            Matcher::eq("job_name", "j"),
+        ];
         let p = Plan::value_and_newest(&["job_name"], BUSY_TIME, &m, None);
         assert_eq!(
             p.promql(),
@@ -909,11 +964,19 @@ mod tests {
     fn groups_join_parts_on_labels() {
         let p = Plan::value_and_newest(&["job_name"], BUSY_TIME, &[], None);
         let s = |part: &str, job: &str, v: f64| Sample {
-            labels: [("job_name".to_string(), job.to_string()), (PART_LABEL.to_string(), part.to_string())].into(),
+            labels: [
+                ("job_name".to_string(), job.to_string()),
+                (PART_LABEL.to_string(), part.to_string()),
+            ]
+            .into(),
             value: v,
             timestamp: 100.0,
         };
-        let g = p.groups(&[s("value", "a", 5.0), s("newest", "a", 99.0), s("newest", "b", 98.0)]);
+        let g = p.groups(&[
+            s("value", "a", 5.0),
+            s("newest", "a", 99.0),
+            s("newest", "b", 98.0),
+        ]);
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].value, g[0].newest), (Some(5.0), Some(99.0)));
         assert_eq!((g[1].value, g[1].newest), (None, Some(98.0)));
@@ -929,6 +992,9 @@ mod tests {
     #[test]
     fn kinds_for_described_objects() {
         assert_eq!(kind_of("pods"), ("Pod".into(), "v1".into()));
-        assert_eq!(kind_of("widgets.example.com"), ("Widget".into(), "example.com".into()));
+        assert_eq!(
+            kind_of("widgets.example.com"),
+            ("Widget".into(), "example.com".into())
+        );
     }
 }

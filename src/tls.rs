@@ -70,7 +70,6 @@ impl Material {
         })
     }
 
-
     pub fn server_config(self) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = ServerConfig::builder_with_provider(provider)

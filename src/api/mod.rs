@@ -15,7 +15,9 @@ use percent_encoding::percent_decode_str;
 
 use crate::provider::{CustomRequest, ExternalRequest, MetricsProvider, ObjectName};
 use crate::selector::Selector;
-use wire::{json_response, ApiError, CUSTOM_GROUP, CUSTOM_VERSIONS, EXTERNAL_GROUP, EXTERNAL_VERSION};
+use wire::{
+    json_response, ApiError, CUSTOM_GROUP, CUSTOM_VERSIONS, EXTERNAL_GROUP, EXTERNAL_VERSION,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -37,13 +39,31 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(readyz))
-        .route("/openapi/v2", get(|| async { json_response(StatusCode::OK, &wire::openapi_v2()) }))
-        .route("/apis", get(|| async { json_response(StatusCode::OK, &wire::api_group_list()) }))
+        .route(
+            "/openapi/v2",
+            get(|| async { json_response(StatusCode::OK, &wire::openapi_v2()) }),
+        )
+        .route(
+            "/apis",
+            get(|| async { json_response(StatusCode::OK, &wire::api_group_list()) }),
+        )
         .route("/apis/{group}", get(api_group))
-        .route("/apis/custom.metrics.k8s.io/{version}", get(custom_discovery))
-        .route("/apis/custom.metrics.k8s.io/{version}/{*rest}", get(custom_metric))
-        .route("/apis/external.metrics.k8s.io/{version}", get(external_discovery))
-        .route("/apis/external.metrics.k8s.io/{version}/{*rest}", get(external_metric))
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}",
+            get(custom_discovery),
+        )
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}/{*rest}",
+            get(custom_metric),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/{version}",
+            get(external_discovery),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/{version}/{*rest}",
+            get(external_metric),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -57,25 +77,38 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ok".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: configuration not loaded").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: configuration not loaded",
+        )
+            .into_response()
     }
 }
 
 async fn fallback(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("the server could not find the requested resource {}", uri.path()))
+    ApiError::not_found(format!(
+        "the server could not find the requested resource {}",
+        uri.path()
+    ))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("{method} is not supported on {}: the metrics APIs are read-only", uri.path()),
+        format!(
+            "{method} is not supported on {}: the metrics APIs are read-only",
+            uri.path()
+        ),
     )
 }
 
 async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
     match wire::api_group(&group) {
         Some(g) => json_response(StatusCode::OK, &g),
-        None => ApiError::not_found(format!("the server could not find the requested resource /apis/{group}")).into_response(),
+        None => ApiError::not_found(format!(
+            "the server could not find the requested resource /apis/{group}"
+        ))
+        .into_response(),
     }
 }
 
@@ -104,7 +137,10 @@ async fn custom_discovery(
     axum::extract::Path(version): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     check_custom_version(&version)?;
-    let body = wire::resource_list(&format!("{CUSTOM_GROUP}/{version}"), &state.provider.metrics());
+    let body = wire::resource_list(
+        &format!("{CUSTOM_GROUP}/{version}"),
+        &state.provider.metrics(),
+    );
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -113,7 +149,10 @@ async fn external_discovery(
     axum::extract::Path(version): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     check_external_version(&version)?;
-    let body = wire::resource_list(&format!("{EXTERNAL_GROUP}/{version}"), &state.provider.metrics());
+    let body = wire::resource_list(
+        &format!("{EXTERNAL_GROUP}/{version}"),
+        &state.provider.metrics(),
+    );
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -131,7 +170,9 @@ fn segments_after_version(uri: &Uri) -> Result<Vec<String>, ApiError> {
                 .decode_utf8()
                 .map_err(|_| ApiError::bad_request(format!("path segment {seg:?} is not UTF-8")))?;
             if decoded.is_empty() {
-                return Err(ApiError::bad_request(format!("empty path segment in {path}")));
+                return Err(ApiError::bad_request(format!(
+                    "empty path segment in {path}"
+                )));
             }
             Ok(decoded.into_owned())
         })
@@ -163,7 +204,9 @@ fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("invalid {kind} name {name:?}")))
+        Err(ApiError::bad_request(format!(
+            "invalid {kind} name {name:?}"
+        )))
     }
 }
 
@@ -171,7 +214,9 @@ fn check_metric(name: &str) -> Result<(), ApiError> {
     if crate::promql::is_valid_metric_name(name) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("invalid metric name {name:?}")))
+        Err(ApiError::bad_request(format!(
+            "invalid metric name {name:?}"
+        )))
     }
 }
 
@@ -202,7 +247,10 @@ async fn external_metric(
         selector,
     };
     let values = state.provider.external(&req).await?;
-    Ok(json_response(StatusCode::OK, &wire::external_list(&metric, &values)?))
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::external_list(&metric, &values)?,
+    ))
 }
 
 async fn custom_metric(
@@ -235,7 +283,9 @@ async fn custom_metric(
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         || resource.is_empty()
     {
-        return Err(ApiError::bad_request(format!("invalid resource {resource:?}")));
+        return Err(ApiError::bad_request(format!(
+            "invalid resource {resource:?}"
+        )));
     }
     check_metric(&metric)?;
     let name = if name == "*" {

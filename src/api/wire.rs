@@ -4,7 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::provider::{CustomValue, ExternalValue, MetricError, MetricInfo, MetricTarget, ObjectRef};
+use crate::provider::{
+    CustomValue, ExternalValue, MetricError, MetricInfo, MetricTarget, ObjectRef,
+};
 use crate::quantity;
 use crate::selector::{Operator, Selector};
 
@@ -232,7 +234,13 @@ pub fn resource_list(group_version: &str, metrics: &[MetricInfo]) -> Value {
                 true,
                 "ExternalMetricValueList",
             )),
-            (MetricTarget::Custom { resource, namespaced }, false) => Some(resource_entry(
+            (
+                MetricTarget::Custom {
+                    resource,
+                    namespaced,
+                },
+                false,
+            ) => Some(resource_entry(
                 format!("{resource}/{}", m.name),
                 *namespaced,
                 "MetricValueList",

@@ -1,0 +1,157 @@
+//! A real Prometheus server run as a child process on a loopback port, scraping given
+//! targets. Used by the demo and the integration tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPrometheusError {
+    #[error("cannot start {bin}: {source} (install it with: apt-get install -y prometheus, or set PROMETHEUS_BIN)")]
+    Spawn {
+        bin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("Prometheus did not become ready within {0:?}; its log: {1}")]
+    NotReady(Duration, String),
+}
+
+pub struct LocalPrometheus {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on the PATH.
+pub fn binary() -> String {
+    std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_string())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl LocalPrometheus {
+    /// Starts Prometheus scraping `targets` (their `/metrics`) every `scrape_interval`, keeping
+    /// the labels the targets export (`honor_labels`), and waits until it is ready.
+    pub async fn start(
+        targets: &[SocketAddr],
+        scrape_interval: Duration,
+    ) -> Result<Self, LocalPrometheusError> {
+        let mut dir = tempfile::Builder::new()
+            .prefix("flink-hpa-bridge-prom")
+            .tempdir()?;
+        let interval = format!("{}ms", scrape_interval.as_millis().max(100));
+        let target_list = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  evaluation_interval: {interval}\nscrape_configs:\n  - job_name: exporters\n    honor_labels: true\n    static_configs:\n      - targets: [{target_list}]\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config)?;
+        let log_path = dir.path().join("prometheus.log");
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = std::fs::File::create(&log_path)?;
+            let bin = binary();
+            let child = Command::new(&bin)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|source| LocalPrometheusError::Spawn {
+                    bin: bin.clone(),
+                    source,
+                })?;
+            let mut me = Self {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                port,
+                dir,
+            };
+            if me.wait_ready(Duration::from_secs(30)).await {
+                return Ok(me);
+            }
+            let _ = me.child.kill().await;
+            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            dir = me.dir;
+        }
+        Err(LocalPrometheusError::NotReady(
+            Duration::from_secs(30),
+            last_log,
+        ))
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> bool {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = client.get(format!("{}/-/ready", self.url)).send().await {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Waits until every target has been scraped once (`up == 1`).
+    pub async fn wait_for_first_scrape(&self, limit: Duration) -> Result<(), LocalPrometheusError> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let answer = client
+                .post(format!("{}/api/v1/query", self.url))
+                .form(&[("query", "min(up) == 1")])
+                .send()
+                .await;
+            if let Ok(r) = answer {
+                if let Ok(v) = r.json::<serde_json::Value>().await {
+                    if v["data"]["result"]
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(LocalPrometheusError::NotReady(
+            limit,
+            "no successful scrape of the targets".into(),
+        ))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the server (SIGKILL) and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
