@@ -108,7 +108,7 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     writeln!(out, "flink-hpa-bridge: {base} (self-signed certificate)")?;
     writeln!(
         out,
-        "try: kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/{DEMO_NAMESPACE}/flink_busy_time_max?labelSelector=job_name%3Dorders-enrich' --server https://127.0.0.1:{} --insecure-skip-tls-verify\n",
+        "try: kubectl get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/{DEMO_NAMESPACE}/flink_busy_time_max?labelSelector=job_name%3Dorders-enrich' --server https://127.0.0.1:{} --insecure-skip-tls-verify --token unused\n",
         running.addr.port()
     )?;
 

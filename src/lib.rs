@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod exporter;
 pub mod local_prometheus;
+pub mod pods;
 pub mod prometheus;
 pub mod promql;
 pub mod provider;

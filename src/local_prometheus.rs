@@ -66,7 +66,20 @@ impl LocalPrometheus {
             let port = free_port()?;
             let log = std::fs::File::create(&log_path)?;
             let bin = binary();
-            let child = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            #[cfg(target_os = "linux")]
+            // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+            unsafe {
+                // Test binaries and the demo can end without running destructors; the kernel
+                // then stops Prometheus with them instead of leaving it running.
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd
                 .arg(format!("--config.file={}", config_path.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
