@@ -11,7 +11,7 @@ use crate::config::{validate_url, Api, Config, ConfigError};
 use crate::prometheus;
 use crate::provider::{CustomValue, ExternalValue, ObjectRef};
 use crate::selector::Selector;
-use crate::signals::{Objects, Request, Signals};
+use crate::signals::{Mode, Objects, Request, Signals};
 
 /// Command-line values that override the file.
 #[derive(Debug, Default, Clone)]
@@ -105,7 +105,7 @@ pub struct QueryArgs {
 /// would receive. Returns whether a value was produced.
 pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Result<bool, String> {
     let prom = prometheus::Client::new(&cfg.prometheus).map_err(|e| e.to_string())?;
-    let signals = Signals::new(cfg, prom, None);
+    let signals = Signals::new(cfg, prom, None, crate::metrics::Metrics::new());
     let spec = signals
         .spec(&args.metric)
         .ok_or_else(|| {
@@ -135,7 +135,7 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
         series: series.clone(),
         objects,
     };
-    let eval = signals.evaluate(&args.metric, &req).await;
+    let eval = signals.evaluate(&args.metric, &req, Mode::Inspect).await;
     let _ = writeln!(out, "PromQL sent to {}:", signals.prometheus().base_url());
     let _ = writeln!(
         out,
@@ -144,7 +144,15 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
             .as_deref()
             .unwrap_or("(none: the request was refused before querying)")
     );
-    let _ = writeln!(out, "Samples returned: {}", eval.samples.len());
+    if let Some(sel) = &eval.selection {
+        let _ = writeln!(out, "This request's groups, selected in memory: {sel}");
+    }
+    let _ = writeln!(
+        out,
+        "Samples for this request: {} (of {} returned)",
+        eval.samples.len(),
+        eval.samples_total
+    );
     for s in &eval.samples {
         let labels = s
             .labels

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub pods: PodsSection,
+    #[serde(default)]
+    pub cache: CacheSection,
     /// Include the five built-in signals (default true). Entries in `signals` with a built-in
     /// name replace that built-in.
     pub builtin_signals: Option<bool>,
@@ -75,6 +77,14 @@ pub struct ServerSection {
     pub bind_address: Option<String>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheSection {
+    pub refresh_interval: Option<String>,
+    pub max_entries: Option<usize>,
+    pub idle_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,8 +175,25 @@ pub struct Config {
     pub prometheus: PrometheusSettings,
     pub server: ServerSettings,
     pub pod_source: PodSource,
+    pub cache: CacheConfig,
     pub signals: Vec<SignalSpec>,
 }
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheConfig {
+    /// How often a requested query is refreshed; `None` turns the cache off.
+    #[serde(with = "humantime_serde_compat::option")]
+    pub refresh_interval: Option<Duration>,
+    pub max_entries: usize,
+    /// Queries not requested for this long are no longer refreshed and are dropped.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_after: Duration,
+}
+
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -308,6 +335,11 @@ impl Default for Config {
                 tls_private_key_file: None,
             },
             pod_source: PodSource::Auto,
+            cache: CacheConfig {
+                refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+                max_entries: DEFAULT_CACHE_ENTRIES,
+                idle_after: DEFAULT_IDLE_AFTER,
+            },
             signals: builtin_signals(),
         }
     }
@@ -401,6 +433,32 @@ impl Config {
         cfg.server.tls_cert_file = s.tls_cert_file;
         cfg.server.tls_private_key_file = s.tls_private_key_file;
         cfg.pod_source = raw.pods.source.unwrap_or_default();
+        let c = raw.cache;
+        if let Some(r) = c.refresh_interval {
+            cfg.cache.refresh_interval = if r == "0" || r == "off" {
+                None
+            } else {
+                Some(
+                    parse_duration(&r)
+                        .and_then(nonzero)
+                        .map_err(|m| invalid("cache.refreshInterval".into(), m))?,
+                )
+            };
+        }
+        if let Some(n) = c.max_entries {
+            if n == 0 {
+                return Err(invalid(
+                    "cache.maxEntries".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            cfg.cache.max_entries = n;
+        }
+        if let Some(i) = c.idle_after {
+            cfg.cache.idle_after = parse_duration(&i)
+                .and_then(nonzero)
+                .map_err(|m| invalid("cache.idleAfter".into(), m))?;
+        }
 
         let mut signals: Vec<SignalSpec> = if raw.builtin_signals.unwrap_or(true) {
             builtin_signals()

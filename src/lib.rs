@@ -2,11 +2,13 @@
 //! HorizontalPodAutoscaler scale Flink Reactive Mode TaskManagers on signals from Prometheus.
 
 pub mod api;
+pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod exporter;
 pub mod local_prometheus;
+pub mod metrics;
 pub mod pods;
 pub mod prometheus;
 pub mod promql;

@@ -172,10 +172,10 @@ impl Translation<'_> {
         }
     }
 
-    /// Translates a selector into matchers with the selector's exact meaning under PromQL's
-    /// rule that a missing label equals the empty string: `k!=v` and `k notin (..)` also match
-    /// series without `k`, as they do for Kubernetes objects.
-    pub fn matchers(&self, selector: &Selector) -> Result<Vec<Matcher>, TranslateError> {
+    /// Translates a selector into label filters with the selector's exact meaning under
+    /// PromQL's rule that a missing label equals the empty string: `k!=v` and `k notin (..)`
+    /// also match series without `k`, as they do for Kubernetes objects.
+    pub fn filters(&self, selector: &Selector) -> Result<Vec<LabelFilter>, TranslateError> {
         let mut out = Vec::with_capacity(selector.requirements().len());
         for r in selector.requirements() {
             let label = self.label_for(&r.key);
@@ -196,63 +196,82 @@ impl Translation<'_> {
                 return Err(TranslateError::InvalidLabel { key: r.key.clone() });
             }
             let values: Vec<String> = r.values.iter().map(|v| self.value(v)).collect();
-            let alternation = || {
-                values
-                    .iter()
-                    .map(|v| regex_escape(v))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            };
-            let m = match r.operator {
-                Operator::Equals => Matcher {
-                    label,
-                    op: MatchOp::Eq,
-                    value: values[0].clone(),
-                },
-                Operator::NotEquals => Matcher {
-                    label,
-                    op: MatchOp::Ne,
-                    value: values[0].clone(),
-                },
-                Operator::In if values.len() == 1 => Matcher {
-                    label,
-                    op: MatchOp::Eq,
-                    value: values[0].clone(),
-                },
-                Operator::NotIn if values.len() == 1 => Matcher {
-                    label,
-                    op: MatchOp::Ne,
-                    value: values[0].clone(),
-                },
-                Operator::In => Matcher {
-                    label,
-                    op: MatchOp::Re,
-                    value: alternation(),
-                },
-                Operator::NotIn => Matcher {
-                    label,
-                    op: MatchOp::NotRe,
-                    value: alternation(),
-                },
-                Operator::Exists => Matcher {
-                    label,
-                    op: MatchOp::Ne,
-                    value: String::new(),
-                },
-                Operator::DoesNotExist => Matcher {
-                    label,
-                    op: MatchOp::Eq,
-                    value: String::new(),
-                },
+            let (values, negate) = match r.operator {
+                Operator::Equals | Operator::In => (values, false),
+                Operator::NotEquals | Operator::NotIn => (values, true),
+                Operator::Exists => (vec![String::new()], true),
+                Operator::DoesNotExist => (vec![String::new()], false),
                 Operator::GreaterThan | Operator::LessThan => {
                     return Err(TranslateError::Unsupported {
                         requirement: r.to_string(),
                     })
                 }
             };
-            out.push(m);
+            out.push(LabelFilter {
+                label,
+                values,
+                negate,
+            });
         }
         Ok(out)
+    }
+
+    /// The same filters as PromQL matchers.
+    pub fn matchers(&self, selector: &Selector) -> Result<Vec<Matcher>, TranslateError> {
+        Ok(self
+            .filters(selector)?
+            .iter()
+            .map(LabelFilter::matcher)
+            .collect())
+    }
+}
+
+/// One requirement on one label: the label's value (empty when absent) is one of `values`,
+/// or with `negate`, none of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelFilter {
+    pub label: String,
+    pub values: Vec<String>,
+    pub negate: bool,
+}
+
+impl LabelFilter {
+    pub fn eq(label: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            values: vec![value.into()],
+            negate: false,
+        }
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let actual = labels.get(&self.label).map(String::as_str).unwrap_or("");
+        self.values.iter().any(|v| v == actual) != self.negate
+    }
+
+    pub fn matcher(&self) -> Matcher {
+        let label = self.label.clone();
+        match (self.values.as_slice(), self.negate) {
+            ([one], false) => Matcher {
+                label,
+                op: MatchOp::Eq,
+                value: one.clone(),
+            },
+            ([one], true) => Matcher {
+                label,
+                op: MatchOp::Ne,
+                value: one.clone(),
+            },
+            (many, negate) => Matcher {
+                label,
+                op: if negate { MatchOp::NotRe } else { MatchOp::Re },
+                value: many
+                    .iter()
+                    .map(|v| regex_escape(v))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            },
+        }
     }
 }
 
@@ -331,6 +350,25 @@ mod tests {
         };
         let s = Selector::parse("app.kubernetes.io/name=orders-enrich.v2").unwrap();
         assert_eq!(join(&t.matchers(&s).unwrap()), r#"app="orders_enrich_v2""#);
+    }
+
+    #[test]
+    fn filters_match_in_memory_as_the_matchers_do_in_prometheus() {
+        let labels: BTreeMap<String, String> = [("job_name".to_string(), "a.b".to_string())].into();
+        let t = Translation::default();
+        let check = |sel: &str| {
+            t.filters(&Selector::parse(sel).unwrap())
+                .unwrap()
+                .iter()
+                .all(|f| f.matches(&labels))
+        };
+        assert!(check("job_name=a.b"));
+        assert!(!check("job_name in (a.c,x)"));
+        assert!(check("job_name notin (axb,x)"));
+        assert!(check("task_name!=x"));
+        assert!(check("!task_name"));
+        assert!(!check("task_name"));
+        assert!(check("job_name"));
     }
 
     #[test]

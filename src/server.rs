@@ -12,6 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::prometheus::{self, PromError};
 use crate::signals::{PodLister, Signals};
 use crate::tls::{self, Material, TlsError};
@@ -81,8 +82,15 @@ impl Running {
 
 pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, ServerError> {
     let prom = prometheus::Client::new(&config.prometheus)?;
-    let signals = Arc::new(Signals::new(config, prom, opts.pods.clone()));
-    let state = AppState::new(signals.clone());
+    let metrics = Metrics::new();
+    let signals = Arc::new(Signals::new(
+        config,
+        prom,
+        opts.pods.clone(),
+        metrics.clone(),
+    ));
+    signals.start_background();
+    let state = AppState::new(signals.clone(), metrics);
     let ready = state.ready.clone();
     let app = api::router(state)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

@@ -243,3 +243,30 @@ async fn kubectl_get_raw_reads_the_api() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("the server could not find the metric no_such_metric"));
 }
+
+#[tokio::test]
+async fn own_metrics_are_served() {
+    let client = bed().main.client();
+    client.get("/apis/external.metrics.k8s.io/v1beta1").await;
+    client
+        .get("/apis/external.metrics.k8s.io/v1beta1/namespaces/flink/no_such_metric")
+        .await;
+    client.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/flink/flink_busy_time_max?labelSelector=job_name%3Dx").await;
+    let r = client.get("/metrics").await;
+    assert_eq!(r.status, 200);
+    let text = r.body.as_str().unwrap();
+    for needle in [
+        "flink_hpa_bridge_http_requests_total{code=\"200\",route=\"discovery\"}",
+        "flink_hpa_bridge_http_requests_total{code=\"404\",route=\"external\"}",
+        "flink_hpa_bridge_http_request_duration_seconds_bucket{route=\"external\",le=\"0.001\"}",
+        "flink_hpa_bridge_http_requests_in_flight 1",
+        "flink_hpa_bridge_prometheus_queries_total{outcome=\"ok\",signal=\"flink_busy_time_max\"}",
+        "flink_hpa_bridge_prometheus_query_duration_seconds_count{signal=\"flink_busy_time_max\"}",
+        "flink_hpa_bridge_cache_lookups_total{result=\"miss\"}",
+        "flink_hpa_bridge_cache_entries ",
+        "flink_hpa_bridge_cache_evictions_total ",
+        "flink_hpa_bridge_served_value_age_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}

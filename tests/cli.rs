@@ -114,10 +114,12 @@ async fn query_shows_promql_samples_and_what_the_hpa_gets() {
     .await
     .unwrap();
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(&format!(
-        "max by (job_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{{namespace=\"{ns}\",job_name=\"orders_enrich\"}} >= 0)"
-    )), "{out}");
-    assert!(out.contains("Samples returned: 2"), "{out}");
+    // One grouped query serves every HPA of the signal; the request's groups are picked in memory.
+    assert!(out.contains(
+        "label_replace(max by (namespace, job_name, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{} >= 0), \"bridge_part\", \"value\", \"\", \"\")"
+    ), "{out}");
+    assert!(out.contains(&format!("This request's groups, selected in memory: {{namespace=\"{ns}\",job_name=\"orders_enrich\"}}")), "{out}");
+    assert!(out.contains("Samples for this request: 2 (of "), "{out}");
     assert!(
         out.contains("What the HPA would receive (HTTP 200):"),
         "{out}"

@@ -104,6 +104,7 @@ async fn pod_selector_is_resolved_against_the_pod_cache() {
     cfg.prometheus.url = Some(bed.prometheus_url.clone());
     cfg.server.bind_address = "127.0.0.1".into();
     cfg.server.secure_port = 0;
+    cfg.cache.refresh_interval = Some(Duration::from_secs(1));
     let running = server::start(
         &cfg,
         StartOptions {

@@ -6,13 +6,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, RawQuery, Request, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use percent_encoding::percent_decode_str;
 
+use crate::metrics::Metrics;
 use crate::provider::{CustomRequest, ExternalRequest, MetricsProvider, ObjectName};
 use crate::selector::Selector;
 use wire::{
@@ -23,15 +27,62 @@ use wire::{
 pub struct AppState {
     pub provider: Arc<dyn MetricsProvider>,
     pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(provider: Arc<dyn MetricsProvider>) -> Self {
+    pub fn new(provider: Arc<dyn MetricsProvider>, metrics: Arc<Metrics>) -> Self {
         Self {
             provider,
             ready: Arc::new(AtomicBool::new(false)),
+            metrics,
         }
     }
+}
+
+/// A short, bounded route name for metrics: never the raw path, whose cardinality is the
+/// client's to choose.
+fn route_name(matched: Option<&str>) -> &'static str {
+    match matched {
+        Some(p) if p.ends_with("{*rest}") && p.contains(EXTERNAL_GROUP) => "external",
+        Some(p) if p.ends_with("{*rest}") && p.contains(CUSTOM_GROUP) => "custom",
+        Some(p) if p.starts_with("/apis") => "discovery",
+        Some("/healthz" | "/livez" | "/readyz") => "health",
+        Some("/openapi/v2") => "openapi",
+        Some("/metrics") => "metrics",
+        _ => "other",
+    }
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = route_name(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let m = &state.metrics;
+    m.http_in_flight.inc();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.http_in_flight.dec();
+    m.http_duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -64,8 +115,10 @@ pub fn router(state: AppState) -> Router {
             "/apis/external.metrics.k8s.io/{version}/{*rest}",
             get(external_metric),
         )
+        .route("/metrics", get(metrics))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 

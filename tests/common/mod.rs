@@ -31,6 +31,9 @@ pub struct Bed {
 
 /// Extra signals the tests exercise next to the built-ins.
 pub const EXTRA_SIGNALS: &str = r#"
+cache:
+  # Short, so tests see new data within a second.
+  refreshInterval: 1s
 signals:
   - name: topic_lag
     type: promql

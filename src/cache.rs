@@ -1,0 +1,326 @@
+//! The value cache between the API and Prometheus.
+//!
+//! Keyed by the PromQL text, so every request that needs the same query shares one entry.
+//! Identical concurrent misses share one query (single flight). An entry younger than the
+//! refresh interval is served as is; one younger than twice the interval is served while a
+//! refresh runs; entries requested recently are refreshed in the background so the next
+//! poll finds them fresh. Entries not requested for `idle_after` are dropped, and the cache
+//! never holds more than `max_entries`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub refresh_interval: Duration,
+    pub max_entries: usize,
+    pub idle_after: Duration,
+}
+
+pub type Fetch<V> = Arc<dyn Fn() -> BoxFuture<'static, V> + Send + Sync>;
+type InFlight<V> = Shared<BoxFuture<'static, Arc<V>>>;
+
+struct Entry<V> {
+    value: Option<(Arc<V>, Instant)>,
+    in_flight: Option<InFlight<V>>,
+    last_access: Instant,
+    fetch: Fetch<V>,
+}
+
+pub struct Cache<V> {
+    entries: Mutex<HashMap<String, Entry<V>>>,
+    settings: CacheSettings,
+    metrics: Arc<Metrics>,
+    /// What a fetch that panicked yields, so waiters get an answer.
+    on_panic: fn(String) -> V,
+}
+
+impl<V: Send + Sync + 'static> Cache<V> {
+    pub fn new(
+        settings: CacheSettings,
+        metrics: Arc<Metrics>,
+        on_panic: fn(String) -> V,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            entries: Mutex::new(HashMap::new()),
+            settings,
+            metrics,
+            on_panic,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<V>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value for `key`, fetching it with `make_fetch()` when there is none fresh enough.
+    pub async fn get(self: &Arc<Self>, key: &str, make_fetch: impl FnOnce() -> Fetch<V>) -> Arc<V> {
+        let refresh = self.settings.refresh_interval;
+        let waiting = {
+            let mut entries = self.lock();
+            if !entries.contains_key(key) {
+                self.make_room(&mut entries);
+                entries.insert(
+                    key.to_string(),
+                    Entry {
+                        value: None,
+                        in_flight: None,
+                        last_access: Instant::now(),
+                        fetch: make_fetch(),
+                    },
+                );
+                self.metrics.cache_entries.set(entries.len() as i64);
+            }
+            let Some(entry) = entries.get_mut(key) else {
+                return Arc::new((self.on_panic)("cache entry vanished".into()));
+            };
+            entry.last_access = Instant::now();
+            match &entry.value {
+                Some((v, at)) if at.elapsed() < refresh => {
+                    self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+                    return v.clone();
+                }
+                Some((v, at)) if at.elapsed() < refresh * 2 => {
+                    self.metrics
+                        .cache_lookups
+                        .with_label_values(&["stale"])
+                        .inc();
+                    let v = v.clone();
+                    if entry.in_flight.is_none() {
+                        entry.in_flight = Some(self.start(key, entry.fetch.clone()));
+                    }
+                    return v;
+                }
+                _ => {
+                    self.metrics
+                        .cache_lookups
+                        .with_label_values(&["miss"])
+                        .inc();
+                    match &entry.in_flight {
+                        Some(f) => f.clone(),
+                        None => {
+                            let f = self.start(key, entry.fetch.clone());
+                            entry.in_flight = Some(f.clone());
+                            f
+                        }
+                    }
+                }
+            }
+        };
+        waiting.await
+    }
+
+    /// Runs `fetch` on its own task, which stores the result whether or not anyone waits for
+    /// it, so a caller that gives up does not cancel it for the others and a background or
+    /// stale-while-refresh fetch lands in the cache.
+    fn start(self: &Arc<Self>, key: &str, fetch: Fetch<V>) -> InFlight<V> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let key = key.to_string();
+        let on_panic = self.on_panic;
+        let task = tokio::spawn(async move {
+            let value = Arc::new(
+                match std::panic::AssertUnwindSafe(fetch()).catch_unwind().await {
+                    Ok(v) => v,
+                    Err(_) => on_panic("the query task panicked".into()),
+                },
+            );
+            if let Some(cache) = weak.upgrade() {
+                let mut entries = cache.lock();
+                if let Some(entry) = entries.get_mut(&key) {
+                    entry.value = Some((value.clone(), Instant::now()));
+                    entry.in_flight = None;
+                }
+            }
+            value
+        });
+        async move {
+            match task.await {
+                Ok(v) => v,
+                Err(e) => Arc::new(on_panic(format!("query task failed: {e}"))),
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Evicts the least recently requested entry when the cache is full.
+    fn make_room(&self, entries: &mut HashMap<String, Entry<V>>) {
+        while entries.len() >= self.settings.max_entries.max(1) {
+            let oldest = entries
+                .iter()
+                .filter(|(_, e)| e.in_flight.is_none())
+                .min_by_key(|(_, e)| e.last_access)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    entries.remove(&k);
+                    self.metrics.cache_evictions.inc();
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// One pass of background maintenance: refresh what was requested recently and is due,
+    /// drop what nobody asked for in `idle_after`.
+    pub fn maintain(self: &Arc<Self>) {
+        let mut entries = self.lock();
+        let idle = self.settings.idle_after;
+        let refresh = self.settings.refresh_interval;
+        let before = entries.len();
+        entries.retain(|_, e| e.last_access.elapsed() < idle || e.in_flight.is_some());
+        let evicted = before - entries.len();
+        if evicted > 0 {
+            self.metrics.cache_evictions.inc_by(evicted as u64);
+        }
+        let due: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| e.in_flight.is_none())
+            .filter(|(_, e)| {
+                e.value
+                    .as_ref()
+                    .is_none_or(|(_, at)| at.elapsed() >= refresh)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(entry) = entries.get_mut(&key) {
+                entry.in_flight = Some(self.start(&key, entry.fetch.clone()));
+            }
+        }
+        self.metrics.cache_entries.set(entries.len() as i64);
+    }
+
+    /// Runs [`Cache::maintain`] until the cache is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let tick = (self.settings.refresh_interval / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                match weak.upgrade() {
+                    Some(cache) => cache.maintain(),
+                    None => break,
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn counting_fetch(calls: Arc<AtomicUsize>, delay: Duration) -> Fetch<usize> {
+        Arc::new(move || {
+            let calls = calls.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                calls.fetch_add(1, Ordering::SeqCst) + 1
+            }
+            .boxed()
+        })
+    }
+
+    fn cache(refresh_ms: u64, max: usize) -> Arc<Cache<usize>> {
+        Cache::new(
+            CacheSettings {
+                refresh_interval: Duration::from_millis(refresh_ms),
+                max_entries: max,
+                idle_after: Duration::from_millis(refresh_ms * 10),
+            },
+            Metrics::new(),
+            |_| 0,
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let c = cache(10_000, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..50 {
+            let c = c.clone();
+            let calls = calls.clone();
+            handles.push(tokio::spawn(async move {
+                *c.get("q", || counting_fetch(calls, Duration::from_millis(50)))
+                    .await
+            }));
+        }
+        for h in handles {
+            assert_eq!(h.await.unwrap(), 1);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Fresh: served from memory.
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
+    }
+
+    fn unreachable_fetch() -> Fetch<usize> {
+        Arc::new(|| async { 999 }.boxed())
+    }
+
+    #[tokio::test]
+    async fn stale_entries_are_served_while_refreshing() {
+        let c = cache(50, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(
+            *c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
+                .await,
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Older than the interval but within twice it: the old value, and a refresh starts.
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 2);
+    }
+
+    #[tokio::test]
+    async fn background_refresh_and_idle_eviction() {
+        let c = cache(30, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
+            .await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        c.maintain();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "refreshed without a request"
+        );
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        c.maintain();
+        assert!(c.is_empty(), "idle entries are dropped");
+    }
+
+    #[tokio::test]
+    async fn size_is_bounded() {
+        let c = cache(10_000, 3);
+        let calls = Arc::new(AtomicUsize::new(0));
+        for i in 0..10 {
+            c.get(&format!("q{i}"), || {
+                counting_fetch(calls.clone(), Duration::ZERO)
+            })
+            .await;
+        }
+        assert_eq!(c.len(), 3);
+    }
+}

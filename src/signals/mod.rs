@@ -1,0 +1,1120 @@
+//! The signals: how each served metric is computed from Prometheus.
+//!
+//! Each evaluation sends one PromQL query (see [`plan`]). Where a request's selector only
+//! names labels a signal groups by, the query is the signal's *grouped* query, without any
+//! selector: every HPA polling that signal is answered from the one result, filtered in
+//! memory, so Prometheus' load does not grow with the number of HPAs. Other requests get a
+//! query with their selector as matchers. Both go through the value cache.
+
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+
+use crate::cache::{Cache, CacheSettings, Fetch};
+use crate::config::{Api, Config, OnMissing, SignalSpec, SignalType, MATCHERS_PLACEHOLDER};
+use crate::metrics::Metrics;
+use crate::prometheus::{self, PromError, Sample};
+use crate::promql::{join, vector, LabelFilter, Matcher, Translation};
+use crate::provider::{
+    CustomRequest, CustomValue, ExternalRequest, ExternalValue, MetricError, MetricInfo,
+    MetricTarget, MetricsProvider, ObjectName, ObjectRef,
+};
+use crate::selector::Selector;
+use plan::{Agg, Group, Part, PartName, QuerySpec};
+
+pub const BUSY_TIME: &str = "flink_taskmanager_job_task_busyTimeMsPerSecond";
+pub const PENDING_RECORDS: &str = "flink_taskmanager_job_task_operator_pendingRecords";
+pub const OPERATOR_RECORDS_OUT_RATE: &str =
+    "flink_taskmanager_job_task_operator_numRecordsOutPerSecond";
+pub const KAFKA_GROUP_LAG: &str = "kafka_consumergroup_lag";
+pub const KAFKA_GROUP_OFFSET: &str = "kafka_consumergroup_current_offset";
+pub const PRAVEGA_SEGMENTS: &str = "pravega_controller_segments_count";
+
+/// Flink names every FLIP-27 source operator `Source: <name>`; its records-out rate is what
+/// the job consumes.
+const SOURCE_OPERATOR_REGEX: &str = "Source:.*";
+/// Most remembered Pravega answers; past this, new keys are not remembered.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Resolves a `pods/*` label selector to pod names through the Kubernetes API.
+pub trait PodLister: Send + Sync {
+    /// Names of the pods in `namespace` matching `selector`, or why they cannot be listed.
+    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, String>;
+}
+
+/// A signal's answer before it is shaped for an API version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub labels: BTreeMap<String, String>,
+    /// The described object's name, for custom metrics.
+    pub object: Option<String>,
+    pub value: f64,
+    pub timestamp: f64,
+}
+
+/// Everything about one evaluation, for the `query` command and for logs.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub promql: Option<String>,
+    /// Samples of this request (a grouped query's result also holds other requests' groups).
+    pub samples: Vec<Sample>,
+    /// How many samples Prometheus returned in all.
+    pub samples_total: usize,
+    /// The request as label matchers, applied to a grouped result in memory.
+    pub selection: Option<String>,
+    pub warnings: Vec<String>,
+    pub result: Result<Vec<Item>, MetricError>,
+}
+
+/// What is being asked, independent of the API group.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub namespace: Option<String>,
+    /// Selects series (external `labelSelector`, custom `metricLabelSelector`).
+    pub series: Selector,
+    /// For custom metrics: which objects.
+    pub objects: Option<Objects>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Objects {
+    All(Selector),
+    Named(String),
+}
+
+/// One Prometheus answer, grouped.
+#[derive(Debug)]
+pub struct Fetched {
+    pub promql: String,
+    pub groups: Vec<Group>,
+    pub samples: Vec<Sample>,
+    pub warnings: Vec<String>,
+    /// Prometheus' evaluation time (Unix seconds), and when the answer arrived here: ages are
+    /// measured on Prometheus' clock, advanced by local elapsed time.
+    pub eval_time: f64,
+    pub fetched_at: Instant,
+}
+
+impl Fetched {
+    fn now(&self) -> f64 {
+        self.eval_time + self.fetched_at.elapsed().as_secs_f64()
+    }
+}
+
+type Outcome = Result<Arc<Fetched>, MetricError>;
+
+pub struct Signal {
+    spec: SignalSpec,
+    remembered: Mutex<HashMap<String, Vec<Item>>>,
+}
+
+pub struct Signals {
+    signals: BTreeMap<String, Signal>,
+    prom: prometheus::Client,
+    pods: Option<Arc<dyn PodLister>>,
+    cache: Option<Arc<Cache<Outcome>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// How an evaluation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Through the cache; raw samples are not kept.
+    Serve,
+    /// A fresh query, keeping the samples to show them.
+    Inspect,
+}
+
+impl Signals {
+    pub fn new(
+        config: &Config,
+        prom: prometheus::Client,
+        pods: Option<Arc<dyn PodLister>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let signals = config
+            .signals
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    Signal {
+                        spec: s.clone(),
+                        remembered: Mutex::new(HashMap::new()),
+                    },
+                )
+            })
+            .collect();
+        let cache = config.cache.refresh_interval.map(|refresh_interval| {
+            Cache::new(
+                CacheSettings {
+                    refresh_interval,
+                    max_entries: config.cache.max_entries,
+                    idle_after: config.cache.idle_after,
+                },
+                metrics.clone(),
+                |e| Err(MetricError::BackendFailed(e)),
+            )
+        });
+        Self {
+            signals,
+            prom,
+            pods,
+            cache,
+            metrics,
+        }
+    }
+
+    /// Starts the cache's background refresh (needs a Tokio runtime).
+    pub fn start_background(&self) {
+        if let Some(c) = &self.cache {
+            c.spawn_refresher();
+        }
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&SignalSpec> {
+        self.signals.get(name).map(|s| &s.spec)
+    }
+
+    pub fn prometheus(&self) -> &prometheus::Client {
+        &self.prom
+    }
+
+    /// Evaluates metric `name` for `req`.
+    pub async fn evaluate(&self, name: &str, req: &Request, mode: Mode) -> Evaluation {
+        let Some(signal) = self.signals.get(name) else {
+            return Evaluation::failed(MetricError::UnknownMetric {
+                metric: name.to_string(),
+                resource: "external metrics".into(),
+            });
+        };
+        signal.evaluate(self, req, mode).await
+    }
+
+    async fn fetch(&self, signal: &str, spec: QuerySpec, mode: Mode) -> Outcome {
+        let promql = spec.promql();
+        let make = || -> Fetch<Outcome> {
+            let prom = self.prom.clone();
+            let metrics = self.metrics.clone();
+            let signal = signal.to_string();
+            let spec = Arc::new(spec.clone());
+            let promql = promql.clone();
+            Arc::new(move || {
+                run_query(
+                    prom.clone(),
+                    metrics.clone(),
+                    signal.clone(),
+                    spec.clone(),
+                    promql.clone(),
+                )
+                .boxed()
+            })
+        };
+        match (&self.cache, mode) {
+            (Some(cache), Mode::Serve) => (*cache.get(&promql, make).await).clone(),
+            _ => (make())().await,
+        }
+    }
+}
+
+async fn run_query(
+    prom: prometheus::Client,
+    metrics: Arc<Metrics>,
+    signal: String,
+    spec: Arc<QuerySpec>,
+    promql: String,
+) -> Outcome {
+    let started = Instant::now();
+    let result = prom.instant(&promql).await;
+    metrics
+        .query_duration
+        .with_label_values(&[&signal])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics.queries.with_label_values(&[&signal, outcome]).inc();
+    let result = result.map_err(|e| backend_error(&signal, e))?;
+    for w in &result.warnings {
+        tracing::debug!(signal, warning = %w, "Prometheus warning");
+    }
+    let eval_time = result
+        .samples
+        .first()
+        .map(|s| s.timestamp)
+        .unwrap_or_else(now_unix);
+    Ok(Arc::new(Fetched {
+        groups: spec.groups(&result.samples),
+        samples: if spec.keep_samples {
+            result.samples
+        } else {
+            Vec::new()
+        },
+        warnings: result.warnings,
+        promql,
+        eval_time,
+        fetched_at: Instant::now(),
+    }))
+}
+
+impl Evaluation {
+    fn failed(e: MetricError) -> Self {
+        Self {
+            promql: None,
+            samples: Vec::new(),
+            samples_total: 0,
+            selection: None,
+            warnings: Vec::new(),
+            result: Err(e),
+        }
+    }
+}
+
+fn target_of(spec: &SignalSpec) -> MetricTarget {
+    match spec.api {
+        Api::External => MetricTarget::External,
+        Api::Custom => MetricTarget::Custom {
+            resource: spec.resource.clone(),
+            namespaced: spec.resource != "namespaces" && spec.resource != "nodes",
+        },
+    }
+}
+
+#[async_trait]
+impl MetricsProvider for Signals {
+    fn metrics(&self) -> Vec<MetricInfo> {
+        self.signals
+            .values()
+            .map(|s| MetricInfo {
+                name: s.spec.name.clone(),
+                target: target_of(&s.spec),
+            })
+            .collect()
+    }
+
+    async fn external(&self, req: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError> {
+        let signal = self
+            .signals
+            .get(&req.metric)
+            .filter(|s| s.spec.api == Api::External)
+            .ok_or_else(|| MetricError::UnknownMetric {
+                metric: req.metric.clone(),
+                resource: "external metrics".into(),
+            })?;
+        let request = Request {
+            namespace: Some(req.namespace.clone()),
+            series: req.selector.clone(),
+            objects: None,
+        };
+        let items = signal.evaluate(self, &request, Mode::Serve).await.result?;
+        self.observe_ages(&items);
+        Ok(items
+            .into_iter()
+            .map(|i| ExternalValue {
+                labels: i.labels,
+                value: i.value,
+                timestamp: i.timestamp,
+            })
+            .collect())
+    }
+
+    async fn custom(&self, req: &CustomRequest) -> Result<Vec<CustomValue>, MetricError> {
+        let unknown = || MetricError::UnknownMetric {
+            metric: req.metric.clone(),
+            resource: req.resource.clone(),
+        };
+        let signal = self
+            .signals
+            .get(&req.metric)
+            .filter(|s| s.spec.api == Api::Custom && s.spec.resource == req.resource)
+            .ok_or_else(unknown)?;
+        let request = Request {
+            namespace: req.namespace.clone(),
+            series: req.metric_selector.clone(),
+            objects: Some(match &req.name {
+                ObjectName::All => Objects::All(req.selector.clone()),
+                ObjectName::Named(n) => Objects::Named(n.clone()),
+            }),
+        };
+        let items = signal.evaluate(self, &request, Mode::Serve).await.result?;
+        self.observe_ages(&items);
+        let (kind, api_version) = kind_of(&req.resource);
+        Ok(items
+            .into_iter()
+            .filter_map(|i| {
+                Some(CustomValue {
+                    object: ObjectRef {
+                        kind: kind.clone(),
+                        api_version: api_version.clone(),
+                        namespace: req.namespace.clone(),
+                        name: i.object?,
+                    },
+                    value: i.value,
+                    timestamp: i.timestamp,
+                })
+            })
+            .collect())
+    }
+}
+
+impl Signals {
+    fn observe_ages(&self, items: &[Item]) {
+        let now = now_unix();
+        for i in items {
+            self.metrics
+                .served_value_age
+                .observe((now - i.timestamp).max(0.0));
+        }
+    }
+}
+
+/// Kind and apiVersion for `describedObject`. The HPA keys Pods metrics by name only; the
+/// rest is for people reading the answer.
+pub fn kind_of(resource: &str) -> (String, String) {
+    let known = match resource {
+        "pods" => Some(("Pod", "v1")),
+        "namespaces" => Some(("Namespace", "v1")),
+        "nodes" => Some(("Node", "v1")),
+        "services" => Some(("Service", "v1")),
+        "deployments.apps" => Some(("Deployment", "apps/v1")),
+        "statefulsets.apps" => Some(("StatefulSet", "apps/v1")),
+        "jobs.batch" => Some(("Job", "batch/v1")),
+        "flinkdeployments.flink.apache.org" => {
+            Some(("FlinkDeployment", "flink.apache.org/v1beta1"))
+        }
+        _ => None,
+    };
+    if let Some((k, v)) = known {
+        return (k.to_string(), v.to_string());
+    }
+    let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let singular = plural.strip_suffix('s').unwrap_or(plural);
+    let mut kind: String = singular
+        .chars()
+        .take(1)
+        .flat_map(char::to_uppercase)
+        .collect();
+    kind.push_str(singular.get(1..).unwrap_or(""));
+    (kind, group.to_string())
+}
+
+/// Where the requested series come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Flink,
+    KafkaExporter,
+}
+
+/// A query to send and how the request's answer is taken from its result.
+struct Planned {
+    query: QuerySpec,
+    /// For a grouped query: which of its groups belong to this request.
+    filters: Vec<LabelFilter>,
+    /// The labels the answer is grouped by.
+    answer_by: Vec<String>,
+    /// Pod names resolved through the Kubernetes API.
+    keep_objects: Option<Vec<String>>,
+    /// The request as matchers, for messages.
+    described: String,
+}
+
+impl Signal {
+    async fn evaluate(&self, signals: &Signals, req: &Request, mode: Mode) -> Evaluation {
+        let planned = match self.plan(signals, req, mode) {
+            Ok(p) => p,
+            Err(e) => return Evaluation::failed(e),
+        };
+        let fetched = match signals
+            .fetch(&self.spec.name, planned.query.clone(), mode)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return Evaluation {
+                    promql: Some(planned.query.promql()),
+                    samples: Vec::new(),
+                    samples_total: 0,
+                    selection: None,
+                    warnings: Vec::new(),
+                    result: Err(e),
+                }
+            }
+        };
+        let now = fetched.now();
+        let groups = planned
+            .query
+            .regroup(&fetched.groups, &planned.filters, &planned.answer_by);
+        let computed = match self.spec.kind {
+            SignalType::FlinkBusyTimeMax => self.max_of_groups(&planned, groups, now),
+            SignalType::FlinkKafkaLagRecords => self.each_group(&planned, groups, now),
+            SignalType::FlinkKafkaLagSeconds => self.lag_seconds(&planned, groups, now),
+            SignalType::PravegaStreamSegments => self.segments(req, groups, now),
+            SignalType::FlinkTaskManagerBusyTime => {
+                self.per_object(&planned, groups, &self.spec.pod_label, now)
+            }
+            SignalType::Promql => self.templated(&planned, &fetched.samples),
+        };
+        let samples = fetched
+            .samples
+            .iter()
+            .filter(|s| planned.filters.iter().all(|f| f.matches(&s.labels)))
+            .cloned()
+            .collect();
+        Evaluation {
+            promql: Some(fetched.promql.clone()),
+            samples,
+            samples_total: fetched.samples.len(),
+            selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
+            warnings: fetched.warnings.clone(),
+            result: computed.or_else(|e| self.on_missing(e, req, now)),
+        }
+    }
+
+    /// Applies `onMissing: zero` to "no data" and "unusable data" outcomes. Only where the
+    /// answer is one value: for `*` requests there is no list of objects to give zeros to.
+    fn on_missing(
+        &self,
+        e: MetricError,
+        req: &Request,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        if self.spec.on_missing != OnMissing::Zero
+            || !matches!(e, MetricError::NoData(_) | MetricError::Unusable(_))
+        {
+            return Err(e);
+        }
+        let object = match &req.objects {
+            None => None,
+            Some(Objects::Named(n)) => Some(n.clone()),
+            Some(Objects::All(_)) => return Err(e),
+        };
+        Ok(vec![Item {
+            labels: BTreeMap::new(),
+            object,
+            value: 0.0,
+            timestamp: now,
+        }])
+    }
+
+    fn variant(&self, req: &Request) -> Variant {
+        // kafka_exporter is chosen by asking for its labels.
+        let lag = matches!(
+            self.spec.kind,
+            SignalType::FlinkKafkaLagRecords | SignalType::FlinkKafkaLagSeconds
+        );
+        if lag && (req.series.mentions("consumergroup") || req.series.mentions("topic")) {
+            Variant::KafkaExporter
+        } else {
+            Variant::Flink
+        }
+    }
+
+    /// The labels a signal's grouped query is aggregated by (before the namespace label), and
+    /// the labels its answer is grouped by.
+    fn grouping(&self, variant: Variant) -> (Vec<&str>, Vec<&str>) {
+        let pod = self.spec.pod_label.as_str();
+        match (self.spec.kind, variant) {
+            (SignalType::FlinkBusyTimeMax, _) => (vec!["job_name", "task_name"], vec!["job_name"]),
+            (SignalType::FlinkKafkaLagRecords, Variant::Flink) => {
+                (vec!["job_name"], vec!["job_name"])
+            }
+            (SignalType::FlinkKafkaLagSeconds, Variant::Flink) => {
+                (vec!["job_name"], vec!["job_name"])
+            }
+            (SignalType::FlinkKafkaLagRecords, Variant::KafkaExporter) => (
+                vec!["consumergroup", "topic"],
+                vec!["consumergroup", "topic"],
+            ),
+            (SignalType::FlinkKafkaLagSeconds, Variant::KafkaExporter) => {
+                (vec!["consumergroup", "topic"], vec!["consumergroup"])
+            }
+            (SignalType::PravegaStreamSegments, _) => {
+                (vec!["scope", "stream"], vec!["scope", "stream"])
+            }
+            (SignalType::FlinkTaskManagerBusyTime, _) => (vec![pod], vec![pod]),
+            (SignalType::Promql, _) => (vec![], vec![]),
+        }
+    }
+
+    fn namespaced(&self, variant: Variant) -> bool {
+        match variant {
+            Variant::Flink => self.spec.namespaced,
+            Variant::KafkaExporter => self.spec.kafka_exporter_namespaced,
+        }
+    }
+
+    /// The query parts for series matching `m`, aggregated by `by`.
+    fn parts(&self, variant: Variant, m: &[Matcher], by: &[String]) -> Vec<Part> {
+        let by = by.join(", ");
+        let value_and_newest = |metric: &str, agg: Agg| {
+            let sel = vector(metric, m);
+            let agg_fn = if agg == Agg::Sum { "sum" } else { "max" };
+            vec![
+                // `>= 0` drops NaN (and the -1 kafka_exporter reports for partitions without a
+                // committed offset); none of these gauges is legitimately negative.
+                Part {
+                    name: PartName::Value,
+                    expr: format!("{agg_fn} by ({by}) ({sel} >= 0)"),
+                    agg,
+                },
+                Part {
+                    name: PartName::Newest,
+                    expr: format!("max by ({by}) (timestamp({sel}))"),
+                    agg: Agg::Max,
+                },
+            ]
+        };
+        match (self.spec.kind, variant) {
+            (SignalType::FlinkBusyTimeMax | SignalType::FlinkTaskManagerBusyTime, _) => {
+                value_and_newest(BUSY_TIME, Agg::Max)
+            }
+            (SignalType::FlinkKafkaLagRecords, Variant::Flink) => {
+                value_and_newest(PENDING_RECORDS, Agg::Sum)
+            }
+            (SignalType::FlinkKafkaLagRecords, Variant::KafkaExporter) => {
+                value_and_newest(KAFKA_GROUP_LAG, Agg::Sum)
+            }
+            (SignalType::FlinkKafkaLagSeconds, Variant::Flink) => {
+                let mut parts = value_and_newest(PENDING_RECORDS, Agg::Sum);
+                let mut sm = m.to_vec();
+                sm.push(Matcher::re("operator_name", SOURCE_OPERATOR_REGEX));
+                parts.push(Part {
+                    name: PartName::Rate,
+                    expr: format!(
+                        "sum by ({by}) ({} >= 0)",
+                        vector(OPERATOR_RECORDS_OUT_RATE, &sm)
+                    ),
+                    agg: Agg::Sum,
+                });
+                parts
+            }
+            (SignalType::FlinkKafkaLagSeconds, Variant::KafkaExporter) => {
+                let mut parts = value_and_newest(KAFKA_GROUP_LAG, Agg::Sum);
+                parts.push(Part {
+                    name: PartName::Rate,
+                    expr: format!(
+                        "sum by ({by}) (rate({}[{}]))",
+                        vector(KAFKA_GROUP_OFFSET, m),
+                        promql_duration(self.spec.rate_window)
+                    ),
+                    agg: Agg::Sum,
+                });
+                parts
+            }
+            (SignalType::PravegaStreamSegments, _) => vec![Part {
+                name: PartName::Value,
+                // The controller re-reports this gauge only when the stream scales, and it can
+                // drop out of the exposition: take the last value within the lookback.
+                expr: format!(
+                    "max by ({by}) (last_over_time({}[{}]))",
+                    vector(PRAVEGA_SEGMENTS, m),
+                    promql_duration(self.spec.lookback)
+                ),
+                agg: Agg::Max,
+            }],
+            (SignalType::Promql, _) => vec![Part {
+                name: PartName::Value,
+                expr: self
+                    .spec
+                    .query
+                    .as_deref()
+                    .unwrap_or_default()
+                    .replace(MATCHERS_PLACEHOLDER, &join(m)),
+                agg: Agg::Sum,
+            }],
+        }
+    }
+
+    fn plan(&self, signals: &Signals, req: &Request, mode: Mode) -> Result<Planned, MetricError> {
+        let spec = &self.spec;
+        let variant = self.variant(req);
+        let namespaced = self.namespaced(variant);
+        let ns_label = spec.namespace_label.as_str();
+        let bad = |e: crate::promql::TranslateError| MetricError::BadRequest(e.to_string());
+
+        // The request as label filters: namespace, series selector, objects.
+        let mut filters = Vec::new();
+        if namespaced {
+            if let Some(ns) = &req.namespace {
+                filters.push(LabelFilter::eq(ns_label, ns));
+            }
+        }
+        let reserved_ns = [ns_label];
+        let flink_values = spec.flink_label_values && variant == Variant::Flink;
+        let t = Translation {
+            rename: Some(&spec.labels),
+            flink_values,
+            reserved: if namespaced { &reserved_ns } else { &[] },
+        };
+        filters.extend(t.filters(&req.series).map_err(bad)?);
+
+        let object_label = if spec.kind == SignalType::Promql {
+            spec.resource_label.as_str()
+        } else {
+            spec.pod_label.as_str()
+        };
+        let mut keep_objects = None;
+        match &req.objects {
+            None => {}
+            Some(Objects::Named(name)) => filters.push(LabelFilter::eq(object_label, name)),
+            Some(Objects::All(selector)) => {
+                let by_kube = matches!(
+                    (&signals.pods, &req.namespace, spec.resource.as_str()),
+                    (Some(_), Some(_), "pods")
+                );
+                if let (true, Some(lister), Some(ns)) = (by_kube, &signals.pods, &req.namespace) {
+                    keep_objects = Some(
+                        lister
+                            .pods(ns, selector)
+                            .map_err(MetricError::BackendUnavailable)?,
+                    );
+                    // Every pod's series; the answer is filtered by name, never by a regex
+                    // of pod names in the query.
+                    filters.push(LabelFilter {
+                        label: object_label.to_string(),
+                        values: vec![String::new()],
+                        negate: true,
+                    });
+                } else {
+                    let reserved = [ns_label, object_label];
+                    let t = Translation {
+                        rename: Some(&spec.labels),
+                        flink_values: false,
+                        reserved: &reserved,
+                    };
+                    filters.extend(t.filters(selector).map_err(bad)?);
+                }
+            }
+        }
+        let described = join(&filters.iter().map(LabelFilter::matcher).collect::<Vec<_>>());
+
+        let (group_labels, answer) = self.grouping(variant);
+        let mut fetch_by: Vec<String> = Vec::new();
+        if namespaced {
+            fetch_by.push(ns_label.to_string());
+        }
+        fetch_by.extend(group_labels.iter().map(|s| s.to_string()));
+        let answer_by: Vec<String> = answer.iter().map(|s| s.to_string()).collect();
+        let keep_samples = spec.kind == SignalType::Promql || mode == Mode::Inspect;
+        // The grouped query answers every request whose filters only name its labels.
+        let grouped =
+            spec.kind != SignalType::Promql && filters.iter().all(|f| fetch_by.contains(&f.label));
+        let (query, filters) = if grouped {
+            let parts = self.parts(variant, &[], &fetch_by);
+            (
+                QuerySpec {
+                    parts,
+                    by: fetch_by,
+                    keep_samples,
+                },
+                filters,
+            )
+        } else {
+            let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
+            let parts = self.parts(variant, &matchers, &answer_by);
+            (
+                QuerySpec {
+                    parts,
+                    by: answer_by.clone(),
+                    keep_samples,
+                },
+                Vec::new(),
+            )
+        };
+        Ok(Planned {
+            query,
+            filters,
+            answer_by,
+            keep_objects,
+            described,
+        })
+    }
+
+    /// One item: the maximum over all groups (a job's busiest subtask).
+    fn max_of_groups(
+        &self,
+        p: &Planned,
+        groups: Vec<Group>,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        let usable = self.usable(p, groups, now)?;
+        let best = usable
+            .iter()
+            .filter_map(|g| g.value.map(|v| (v, g)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((value, g)) = best else {
+            return Err(MetricError::NoData(self.no_series(p)));
+        };
+        Ok(vec![Item {
+            labels: if usable.len() == 1 {
+                g.labels.clone()
+            } else {
+                BTreeMap::new()
+            },
+            object: None,
+            value,
+            timestamp: newest_of(&usable, now),
+        }])
+    }
+
+    /// One item per group; the HPA sums them.
+    fn each_group(
+        &self,
+        p: &Planned,
+        groups: Vec<Group>,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        Ok(self
+            .usable(p, groups, now)?
+            .into_iter()
+            .filter_map(|g| {
+                Some(Item {
+                    value: g.value?,
+                    timestamp: g.newest.unwrap_or(now),
+                    labels: g.labels,
+                    object: None,
+                })
+            })
+            .collect())
+    }
+
+    /// Backlog divided by consumption rate, worst group first. A zero backlog is 0 s whatever
+    /// the rate; a backlog with no consumption has no finite lag and is an error unless
+    /// `zeroRateSeconds` says what to report.
+    fn lag_seconds(
+        &self,
+        p: &Planned,
+        groups: Vec<Group>,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        let usable = self.usable(p, groups, now)?;
+        let mut worst: Option<Item> = None;
+        for g in &usable {
+            let Some(backlog) = g.value else { continue };
+            let seconds = if backlog <= 0.0 {
+                0.0
+            } else {
+                match g.rate.filter(|r| r.is_finite()) {
+                    Some(rate) if rate > 0.0 => backlog / rate,
+                    Some(_) => match self.spec.zero_rate_seconds {
+                        Some(s) => s,
+                        None => {
+                            return Err(MetricError::Unusable(format!(
+                                "{}: backlog of {backlog} records{} but a consumption rate of 0: lag in seconds is undefined (set zeroRateSeconds to report a fixed value)",
+                                self.spec.name,
+                                describe_labels(&g.labels)
+                            )))
+                        }
+                    },
+                    None => {
+                        return Err(MetricError::NoData(format!(
+                            "{}: no consumption-rate series{} (query: {})",
+                            self.spec.name,
+                            describe_labels(&g.labels),
+                            p.query.part(PartName::Rate).map(|x| x.expr.as_str()).unwrap_or("")
+                        )))
+                    }
+                }
+            };
+            if worst.as_ref().is_none_or(|w| seconds > w.value) {
+                worst = Some(Item {
+                    labels: g.labels.clone(),
+                    object: None,
+                    value: seconds,
+                    timestamp: g.newest.unwrap_or(now),
+                });
+            }
+        }
+        worst
+            .map(|w| vec![w])
+            .ok_or_else(|| MetricError::NoData(self.no_series(p)))
+    }
+
+    /// One item per stream; remembers the last answer per request so a stream whose gauge
+    /// fell out of Prometheus keeps its segment count.
+    fn segments(
+        &self,
+        req: &Request,
+        groups: Vec<Group>,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        let key = format!(
+            "{}|{}",
+            req.namespace
+                .as_deref()
+                .filter(|_| self.spec.namespaced)
+                .unwrap_or(""),
+            req.series
+        );
+        let items: Vec<Item> = groups
+            .into_iter()
+            .filter_map(|g| {
+                let v = g.value.filter(|v| v.is_finite() && *v >= 0.0)?;
+                Some(Item {
+                    labels: g.labels,
+                    object: None,
+                    value: v,
+                    timestamp: now,
+                })
+            })
+            .collect();
+        let mut remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !items.is_empty() {
+            if remembered.len() < MAX_REMEMBERED || remembered.contains_key(&key) {
+                remembered.insert(key, items.clone());
+            }
+            return Ok(items);
+        }
+        match remembered.get(&key) {
+            Some(last) => Ok(last.clone()),
+            None => Err(MetricError::NoData(format!(
+                "{}: no {PRAVEGA_SEGMENTS} series for {} within the last {}",
+                self.spec.name,
+                if req.series.is_empty() {
+                    "any stream".to_string()
+                } else {
+                    format!("selector {}", req.series)
+                },
+                promql_duration(self.spec.lookback)
+            ))),
+        }
+    }
+
+    /// One item per described object (custom metrics). Objects with unusable data are left
+    /// out: the HPA treats a missing pod conservatively, never as 0.
+    fn per_object(
+        &self,
+        p: &Planned,
+        groups: Vec<Group>,
+        label: &str,
+        now: f64,
+    ) -> Result<Vec<Item>, MetricError> {
+        let total = groups.len();
+        let mut reasons = Vec::new();
+        let mut items = Vec::new();
+        for g in groups {
+            let Some(name) = g.labels.get(label).cloned() else {
+                continue;
+            };
+            if let Some(keep) = &p.keep_objects {
+                if !keep.contains(&name) {
+                    continue;
+                }
+            }
+            match self.check_group(&g, now) {
+                Ok(value) => items.push(Item {
+                    labels: g.labels.clone(),
+                    object: Some(name),
+                    value,
+                    timestamp: g.newest.unwrap_or(now),
+                }),
+                Err(why) => reasons.push(format!("{name}: {why}")),
+            }
+        }
+        if items.is_empty() {
+            if reasons.is_empty() {
+                let msg = match &p.keep_objects {
+                    Some(keep) if keep.is_empty() => {
+                        format!("{}: no pods match the label selector", self.spec.name)
+                    }
+                    _ if total > 0 => format!(
+                        "{}: none of the series belong to the selected pods",
+                        self.spec.name
+                    ),
+                    _ => self.no_series(p),
+                };
+                return Err(MetricError::NoData(msg));
+            }
+            return Err(MetricError::Unusable(format!(
+                "{}: no usable value for any pod: {}",
+                self.spec.name,
+                reasons.join("; ")
+            )));
+        }
+        Ok(items)
+    }
+
+    /// A user-written query: each finite sample is one item.
+    fn templated(&self, p: &Planned, samples: &[Sample]) -> Result<Vec<Item>, MetricError> {
+        if samples.is_empty() {
+            return Err(MetricError::NoData(self.no_series(p)));
+        }
+        let mut items: Vec<Item> = Vec::new();
+        let custom = self.spec.api == Api::Custom;
+        for s in samples.iter().filter(|s| s.value.is_finite()) {
+            let mut labels = s.labels.clone();
+            labels.remove("__name__");
+            let object = if custom {
+                let Some(name) = labels.get(&self.spec.resource_label).cloned() else {
+                    continue;
+                };
+                if let Some(keep) = &p.keep_objects {
+                    if !keep.contains(&name) {
+                        continue;
+                    }
+                }
+                if items
+                    .iter()
+                    .any(|i| i.object.as_deref() == Some(name.as_str()))
+                {
+                    return Err(MetricError::BackendFailed(format!(
+                        "{}: the query returns several series for {} {name:?}; aggregate it by ({})",
+                        self.spec.name, self.spec.resource, self.spec.resource_label
+                    )));
+                }
+                Some(name)
+            } else {
+                None
+            };
+            items.push(Item {
+                labels,
+                object,
+                value: s.value,
+                timestamp: s.timestamp,
+            });
+        }
+        if items.is_empty() {
+            return Err(MetricError::Unusable(format!(
+                "{}: all {} samples are NaN or infinite{}",
+                self.spec.name,
+                samples.len(),
+                if custom {
+                    " or lack the object label"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(items)
+    }
+
+    /// Keeps the groups with a fresh, finite value; refuses the whole answer if any group the
+    /// selector matched is unusable, since dropping it would understate the total.
+    fn usable(&self, p: &Planned, groups: Vec<Group>, now: f64) -> Result<Vec<Group>, MetricError> {
+        if groups.is_empty() {
+            return Err(MetricError::NoData(self.no_series(p)));
+        }
+        let problems: Vec<String> = groups
+            .iter()
+            .filter_map(|g| {
+                self.check_group(g, now)
+                    .err()
+                    .map(|why| format!("{why}{}", describe_labels(&g.labels)))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(MetricError::Unusable(format!(
+                "{}: {}",
+                self.spec.name,
+                problems.join("; ")
+            )));
+        }
+        Ok(groups)
+    }
+
+    fn check_group(&self, g: &Group, now: f64) -> Result<f64, String> {
+        let value = match g.value {
+            Some(v) if v.is_finite() => v,
+            Some(_) => return Err("the value is not finite".into()),
+            None if g.newest.is_some() => return Err("every sample is NaN".into()),
+            None => return Err("no series of the measured metric".into()),
+        };
+        if let (Some(max_age), Some(newest)) = (self.spec.max_age, g.newest) {
+            let age = now - newest;
+            if age > max_age.as_secs_f64() {
+                return Err(format!(
+                    "the newest sample is {:.0}s old, older than maxAge {}",
+                    age,
+                    promql_duration(max_age)
+                ));
+            }
+        }
+        Ok(value)
+    }
+
+    fn no_series(&self, p: &Planned) -> String {
+        let value = p
+            .query
+            .part(PartName::Value)
+            .map(|x| x.expr.as_str())
+            .unwrap_or("");
+        format!(
+            "{}: no series match {{{}}} (query: {value})",
+            self.spec.name, p.described
+        )
+    }
+}
+
+fn describe_labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(" for {{{inner}}}")
+}
+
+fn newest_of(groups: &[Group], now: f64) -> f64 {
+    groups
+        .iter()
+        .map(|g| g.newest.unwrap_or(now))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn backend_error(signal: &str, e: PromError) -> MetricError {
+    let msg = format!("{signal}: {e}");
+    if e.is_unavailable() {
+        MetricError::BackendUnavailable(msg)
+    } else {
+        MetricError::BackendFailed(msg)
+    }
+}
+
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A duration in PromQL syntax (`90s`, `2m`, `1h`), whole seconds.
+pub fn promql_duration(d: Duration) -> String {
+    let s = d.as_secs().max(1);
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_promql_form() {
+        assert_eq!(promql_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(promql_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(promql_duration(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn kinds_for_described_objects() {
+        assert_eq!(kind_of("pods"), ("Pod".into(), "v1".into()));
+        assert_eq!(
+            kind_of("widgets.example.com"),
+            ("Widget".into(), "example.com".into())
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Query plans: the PromQL for one evaluation and how its result becomes groups.
+//!
+//! A plan has named parts (a value, the time of the newest sample, a rate), each aggregated by
+//! the same labels. Several parts go to Prometheus as one query, each part tagged with
+//! [`PART_LABEL`], and are joined again on their labels here.
+
+use std::collections::BTreeMap;
+
+use crate::prometheus::Sample;
+use crate::promql::{LabelFilter, PART_LABEL};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Max,
+    Sum,
+}
+
+impl Agg {
+    fn combine(self, a: Option<f64>, b: Option<f64>) -> Option<f64> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(match self {
+                Agg::Max => x.max(y),
+                Agg::Sum => x + y,
+            }),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartName {
+    Value,
+    Newest,
+    Rate,
+}
+
+impl PartName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartName::Value => "value",
+            PartName::Newest => "newest",
+            PartName::Rate => "rate",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub name: PartName,
+    pub expr: String,
+    /// How groups of this part combine when a request takes several of them together.
+    pub agg: Agg,
+}
+
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    pub parts: Vec<Part>,
+    /// The labels every part is aggregated by.
+    pub by: Vec<String>,
+    /// Keep the raw samples (user-written queries, and `query` for people).
+    pub keep_samples: bool,
+}
+
+/// The values of the parts for one label set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Group {
+    pub labels: BTreeMap<String, String>,
+    pub value: Option<f64>,
+    pub newest: Option<f64>,
+    pub rate: Option<f64>,
+}
+
+impl Group {
+    pub fn part(&self, name: PartName) -> Option<f64> {
+        match name {
+            PartName::Value => self.value,
+            PartName::Newest => self.newest,
+            PartName::Rate => self.rate,
+        }
+    }
+
+    fn part_mut(&mut self, name: PartName) -> &mut Option<f64> {
+        match name {
+            PartName::Value => &mut self.value,
+            PartName::Newest => &mut self.newest,
+            PartName::Rate => &mut self.rate,
+        }
+    }
+}
+
+impl QuerySpec {
+    pub fn promql(&self) -> String {
+        if let [only] = self.parts.as_slice() {
+            return only.expr.clone();
+        }
+        self.parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "label_replace({}, \"{PART_LABEL}\", \"{}\", \"\", \"\")",
+                    p.expr,
+                    p.name.as_str()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    pub fn part(&self, name: PartName) -> Option<&Part> {
+        self.parts.iter().find(|p| p.name == name)
+    }
+
+    /// Splits the samples by part and joins them on the grouping labels.
+    pub fn groups(&self, samples: &[Sample]) -> Vec<Group> {
+        let mut groups: BTreeMap<BTreeMap<String, String>, Group> = BTreeMap::new();
+        let single = self.parts.len() == 1;
+        for s in samples {
+            let part = if single {
+                self.parts[0].name
+            } else {
+                match s.labels.get(PART_LABEL).map(String::as_str) {
+                    Some("value") => PartName::Value,
+                    Some("newest") => PartName::Newest,
+                    Some("rate") => PartName::Rate,
+                    _ => continue,
+                }
+            };
+            let key: BTreeMap<String, String> = self
+                .by
+                .iter()
+                .filter_map(|l| s.labels.get(l).map(|v| (l.clone(), v.clone())))
+                .collect();
+            let g = groups.entry(key.clone()).or_insert_with(|| Group {
+                labels: key,
+                ..Default::default()
+            });
+            *g.part_mut(part) = Some(s.value);
+        }
+        groups.into_values().collect()
+    }
+
+    /// The groups that pass `filters`, re-aggregated by `by` with each part's aggregation.
+    pub fn regroup(&self, groups: &[Group], filters: &[LabelFilter], by: &[String]) -> Vec<Group> {
+        let mut out: BTreeMap<BTreeMap<String, String>, Group> = BTreeMap::new();
+        for g in groups
+            .iter()
+            .filter(|g| filters.iter().all(|f| f.matches(&g.labels)))
+        {
+            let key: BTreeMap<String, String> = by
+                .iter()
+                .filter_map(|l| g.labels.get(l).map(|v| (l.clone(), v.clone())))
+                .collect();
+            let target = out.entry(key.clone()).or_insert_with(|| Group {
+                labels: key,
+                ..Default::default()
+            });
+            for p in &self.parts {
+                let merged = p.agg.combine(target.part(p.name), g.part(p.name));
+                *target.part_mut(p.name) = merged;
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(by: &[&str]) -> QuerySpec {
+        QuerySpec {
+            parts: vec![
+                Part {
+                    name: PartName::Value,
+                    expr: "max by (job_name) (x >= 0)".into(),
+                    agg: Agg::Max,
+                },
+                Part {
+                    name: PartName::Newest,
+                    expr: "max by (job_name) (timestamp(x))".into(),
+                    agg: Agg::Max,
+                },
+            ],
+            by: by.iter().map(|s| s.to_string()).collect(),
+            keep_samples: false,
+        }
+    }
+
+    #[test]
+    fn parts_go_out_as_one_query() {
+        assert_eq!(
+            spec(&["job_name"]).promql(),
+            "label_replace(max by (job_name) (x >= 0), \"bridge_part\", \"value\", \"\", \"\") or label_replace(max by (job_name) (timestamp(x)), \"bridge_part\", \"newest\", \"\", \"\")"
+        );
+    }
+
+    fn sample(part: &str, labels: &[(&str, &str)], v: f64) -> Sample {
+        let mut l: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert(PART_LABEL.into(), part.into());
+        Sample {
+            labels: l,
+            value: v,
+            timestamp: 100.0,
+        }
+    }
+
+    #[test]
+    fn groups_join_parts_and_regroup_filters_and_aggregates() {
+        let s = spec(&["job_name", "task_name"]);
+        let groups = s.groups(&[
+            sample("value", &[("job_name", "a"), ("task_name", "t1")], 5.0),
+            sample("newest", &[("job_name", "a"), ("task_name", "t1")], 90.0),
+            sample("newest", &[("job_name", "a"), ("task_name", "t2")], 99.0),
+            sample("value", &[("job_name", "b"), ("task_name", "t1")], 7.0),
+            sample("newest", &[("job_name", "b"), ("task_name", "t1")], 98.0),
+        ]);
+        assert_eq!(groups.len(), 3);
+        let by = vec!["job_name".to_string()];
+        let a = s.regroup(&groups, &[LabelFilter::eq("job_name", "a")], &by);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].value, a[0].newest), (Some(5.0), Some(99.0)));
+        let all = s.regroup(&groups, &[], &by);
+        assert_eq!(all.len(), 2);
+    }
+}
