@@ -1,0 +1,234 @@
+//! Benchmark helpers driven by `bench/run.sh`; loopback only, every loop bounded.
+//!
+//! - `env`: a synthetic cluster's series (many jobs and TaskManager pods) and a real
+//!   Prometheus scraping them; writes the Prometheus URL to a file and runs until killed.
+//! - `ready`: time from process start to `/readyz` = 200, over several starts.
+//! - `hpas`: N simulated HPAs polling a signal; counts the queries Prometheus served.
+//! - `keys`: requests with N distinct selectors, then the server's resident memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flink_hpa_bridge::exporter::{self, FlinkTask, Series, Store};
+use flink_hpa_bridge::local_prometheus::LocalPrometheus;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(args: &[String], name: &str, default: u64) -> u64 {
+    arg(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// `jobs` jobs in namespace `bench`, spread over `pods` TaskManager pods (2 subtasks each).
+fn cluster(jobs: usize, pods: usize) -> Vec<Series> {
+    let mut out = Vec::new();
+    for p in 0..pods {
+        let pod = format!("flink-taskmanager-bench-{p:04}");
+        let job = format!("job-{}", p % jobs.max(1));
+        for s in 0..2 {
+            let t = FlinkTask {
+                namespace: "bench",
+                pod: &pod,
+                job_name: &job,
+                job_id: "62b6ab75a23413780e94899d0ba1c305",
+                task_name: "enrich",
+                task_id: "674df9b0384c0348e0b9d1034a44c46c",
+                subtask_index: s,
+                tm_id: &pod,
+            };
+            out.push(t.series("busyTimeMsPerSecond", ((p * 37 + s * 11) % 1000) as f64));
+            out.push(t.operator_series("Source: orders", "op", "pendingRecords", (p * 100) as f64));
+            out.push(t.operator_series("Source: orders", "op", "numRecordsOutPerSecond", 500.0));
+        }
+    }
+    out
+}
+
+async fn env(args: &[String]) {
+    let jobs = num(args, "--jobs", 100) as usize;
+    let pods = num(args, "--pods", 200) as usize;
+    let out = PathBuf::from(arg(args, "--out").unwrap_or_else(|| "/tmp/bench-prometheus-url".into()));
+    let store = Store::default();
+    store.set("cluster", cluster(jobs, pods));
+    let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
+    let prom = LocalPrometheus::start(&[addr], Duration::from_secs(5)).await.expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(30)).await.expect("first scrape");
+    std::fs::write(&out, &prom.url).expect("write url");
+    eprintln!("prometheus {} scraping {} series", prom.url, jobs.max(pods) * 6);
+    // Until killed; a stop signal ends the process and, with it, Prometheus.
+    let _ = tokio::signal::ctrl_c().await;
+    prom.stop().await;
+}
+
+async fn ready(args: &[String]) {
+    let bin = arg(args, "--bin").unwrap_or_else(|| "target/release/flink-hpa-bridge".into());
+    let prom = arg(args, "--prometheus-url").expect("--prometheus-url");
+    let runs = num(args, "--runs", 10);
+    let port = num(args, "--port", 18443);
+    let config = arg(args, "--config");
+    let c = client();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.args(["serve", "--prometheus-url", &prom, "--bind-address", "127.0.0.1", "--secure-port", &port.to_string()]);
+        if let Some(c) = &config {
+            cmd.args(["--config", c]);
+        }
+        let mut child = cmd
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn server");
+        let url = format!("https://127.0.0.1:{port}/readyz");
+        let deadline = started + Duration::from_secs(10);
+        let elapsed = loop {
+            if let Ok(r) = c.get(&url).send().await {
+                if r.status().as_u16() == 200 {
+                    break started.elapsed();
+                }
+            }
+            assert!(Instant::now() < deadline, "not ready within 10 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        let _ = child.kill().await;
+        let _ = child.wait().await;
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "ready_ms runs={} min={:.1} median={:.1} max={:.1}",
+        times.len(),
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}
+
+async fn prometheus_queries(prom: &str) -> f64 {
+    let text = reqwest::get(format!("{prom}/metrics")).await.expect("prometheus metrics").text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains("handler=\"/api/v1/query\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn hpas(args: &[String]) {
+    let server = arg(args, "--server").expect("--server");
+    let prom = arg(args, "--prometheus-url").expect("--prometheus-url");
+    let n = num(args, "--hpas", 10) as usize;
+    let same = arg(args, "--jobs").as_deref() == Some("same");
+    let seconds = num(args, "--seconds", 30);
+    let poll_ms = num(args, "--poll-ms", 1000);
+    let refresh = num(args, "--refresh-seconds", 5) as f64;
+    let c = client();
+    // Warm up: the first poll of each key fills the cache.
+    let path = |i: usize| {
+        let job = if same { 0 } else { i % 100 };
+        format!("{server}/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{job}")
+    };
+    for i in 0..n {
+        let _ = c.get(path(i)).send().await;
+    }
+    let before = prometheus_queries(&prom).await;
+    let started = Instant::now();
+    let window = Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = c.clone();
+        let url = path(i);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while started.elapsed() < window {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        let (o, f) = t.await.unwrap_or((0, 0));
+        ok += o;
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let queries = prometheus_queries(&prom).await - before;
+    println!(
+        "hpas={n} jobs={} polls_ok={ok} polls_failed={failed} seconds={elapsed:.1} prometheus_queries={queries} per_refresh_interval={:.2}",
+        if same { "same" } else { "different" },
+        queries / (elapsed / refresh)
+    );
+}
+
+async fn keys(args: &[String]) {
+    let server = arg(args, "--server").expect("--server");
+    let pid = arg(args, "--pid").expect("--pid");
+    let n = num(args, "--count", 10_000);
+    let c = client();
+    let rss = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss(&pid);
+    let started = Instant::now();
+    // Distinct selectors that do not fit the grouped query: each is its own cache entry.
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = c.clone();
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        let url = format!("{server}/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{},host!%3Dh{i}", i % 100);
+        tasks.push(tokio::spawn(async move {
+            let ok = c.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            drop(permit);
+            ok
+        }));
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    for t in tasks {
+        *codes.entry(t.await.unwrap_or(0)).or_insert(0u64) += 1;
+    }
+    let metrics = c.get(format!("{server}/metrics")).send().await.expect("metrics").text().await.unwrap_or_default();
+    let entries = metrics
+        .lines()
+        .find(|l| l.starts_with("flink_hpa_bridge_cache_entries "))
+        .unwrap_or("")
+        .to_string();
+    println!(
+        "keys={n} seconds={:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={} {entries}",
+        started.elapsed().as_secs_f64(),
+        rss(&pid)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("env") => env(&args).await,
+        Some("ready") => ready(&args).await,
+        Some("hpas") => hpas(&args).await,
+        Some("keys") => keys(&args).await,
+        _ => eprintln!("usage: bench env|ready|hpas|keys [options] (see bench/run.sh)"),
+    }
+}
