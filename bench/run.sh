@@ -43,10 +43,12 @@ for _ in $(seq 100); do [ -s "$OUT/prom-url" ] && break; sleep 0.3; done
 PROM=$(cat "$OUT/prom-url")
 
 cat >"$OUT/cached.yaml" <<EOF
+server: {auth: {insecureSkipAuth: true}}
 cache: {refreshInterval: 5s}
 pods: {source: labels}
 EOF
 cat >"$OUT/uncached.yaml" <<EOF
+server: {auth: {insecureSkipAuth: true}}
 cache: {refreshInterval: "off"}
 pods: {source: labels}
 EOF

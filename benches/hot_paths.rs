@@ -11,7 +11,8 @@ use flink_hpa_bridge::api::{self, wire, AppState};
 use flink_hpa_bridge::metrics::Metrics;
 use flink_hpa_bridge::promql::{LabelFilter, Translation};
 use flink_hpa_bridge::provider::{
-    CustomRequest, CustomValue, ExternalRequest, ExternalValue, MetricError, MetricInfo, MetricTarget, MetricsProvider,
+    CustomRequest, CustomValue, ExternalRequest, ExternalValue, MetricError, MetricInfo,
+    MetricTarget, MetricsProvider,
 };
 use flink_hpa_bridge::quantity;
 use flink_hpa_bridge::selector::Selector;
@@ -24,7 +25,10 @@ struct Static;
 #[async_trait]
 impl MetricsProvider for Static {
     fn metrics(&self) -> Vec<MetricInfo> {
-        vec![MetricInfo { name: "flink_busy_time_max".into(), target: MetricTarget::External }]
+        vec![MetricInfo {
+            name: "flink_busy_time_max".into(),
+            target: MetricTarget::External,
+        }]
     }
     async fn external(&self, _: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError> {
         Ok(vec![ExternalValue {
@@ -41,8 +45,16 @@ impl MetricsProvider for Static {
 fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
     let spec = QuerySpec {
         parts: vec![
-            Part { name: PartName::Value, expr: String::new(), agg: Agg::Max },
-            Part { name: PartName::Newest, expr: String::new(), agg: Agg::Max },
+            Part {
+                name: PartName::Value,
+                expr: String::new(),
+                agg: Agg::Max,
+            },
+            Part {
+                name: PartName::Newest,
+                expr: String::new(),
+                agg: Agg::Max,
+            },
         ],
         by: vec!["namespace".into(), "job_name".into(), "task_name".into()],
         keep_samples: false,
@@ -64,28 +76,56 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
 
 fn bench(c: &mut Criterion) {
     c.bench_function("selector_parse", |b| {
-        b.iter(|| Selector::parse(black_box("job_name=orders-enrich,task_name in (enrich,sink),!canary")))
+        b.iter(|| {
+            Selector::parse(black_box(
+                "job_name=orders-enrich,task_name in (enrich,sink),!canary",
+            ))
+        })
     });
     let sel = Selector::parse("job_name=orders-enrich,task_name in (enrich,sink)").unwrap();
     c.bench_function("selector_to_filters", |b| {
-        let t = Translation { flink_values: true, ..Default::default() };
+        let t = Translation {
+            flink_values: true,
+            ..Default::default()
+        };
         b.iter(|| t.filters(black_box(&sel)))
     });
     for n in [300, 3000] {
         let (spec, gs) = groups(n);
-        let filters = vec![LabelFilter::eq("namespace", "ns-1"), LabelFilter::eq("job_name", "job_7")];
+        let filters = vec![
+            LabelFilter::eq("namespace", "ns-1"),
+            LabelFilter::eq("job_name", "job_7"),
+        ];
         let by = vec!["job_name".to_string()];
         c.bench_function(&format!("regroup_{n}_groups"), |b| {
             b.iter(|| spec.regroup(black_box(&gs), black_box(&filters), &by))
         });
     }
-    c.bench_function("quantity_format", |b| b.iter(|| quantity::format(black_box(733.3331))));
-    let values = vec![ExternalValue { labels: BTreeMap::new(), value: 734.0, timestamp: 1_700_000_000.0 }];
-    c.bench_function("external_list_json", |b| {
-        b.iter(|| serde_json::to_vec(&wire::external_list("flink_busy_time_max", black_box(&values)).unwrap()))
+    c.bench_function("quantity_format", |b| {
+        b.iter(|| quantity::format(black_box(733.3331)))
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let state = AppState::new(Arc::new(Static), Metrics::new());
+    let values = vec![ExternalValue {
+        labels: BTreeMap::new(),
+        value: 734.0,
+        timestamp: 1_700_000_000.0,
+    }];
+    c.bench_function("external_list_json", |b| {
+        b.iter(|| {
+            serde_json::to_vec(
+                &wire::external_list("flink_busy_time_max", black_box(&values)).unwrap(),
+            )
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let insecure = flink_hpa_bridge::auth::AuthSettings {
+        insecure_skip_auth: true,
+        ..Default::default()
+    };
+    let auth = flink_hpa_bridge::auth::Auth::new(&insecure, None).unwrap();
+    let state = AppState::new(Arc::new(Static), Metrics::new(), auth);
     let app = api::router(state);
     c.bench_function("router_external_request", |b| {
         b.iter(|| {

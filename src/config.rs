@@ -77,6 +77,27 @@ pub struct ServerSection {
     pub bind_address: Option<String>,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    pub shutdown_grace_period: Option<String>,
+    pub max_in_flight: Option<usize>,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthSection {
+    pub insecure_skip_auth: Option<bool>,
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub requestheader_allowed_names: Vec<String>,
+    #[serde(default)]
+    pub requestheader_username_headers: Vec<String>,
+    #[serde(default)]
+    pub requestheader_group_headers: Vec<String>,
+    #[serde(default)]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+    pub client_ca_file: Option<PathBuf>,
+    pub token_review: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,7 +235,17 @@ pub struct ServerSettings {
     pub bind_address: String,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_private_key_file: Option<PathBuf>,
+    /// After SIGTERM: how long requests in flight may take before the process exits. Keep it
+    /// below the pod's terminationGracePeriodSeconds.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace_period: Duration,
+    /// Requests served at once; more get 429 instead of queueing without bound.
+    pub max_in_flight: usize,
+    pub auth: crate::auth::AuthSettings,
 }
+
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -333,6 +364,12 @@ impl Default for Config {
                 bind_address: DEFAULT_BIND_ADDRESS.into(),
                 tls_cert_file: None,
                 tls_private_key_file: None,
+                shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE,
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+                auth: crate::auth::AuthSettings {
+                    token_review: true,
+                    ..Default::default()
+                },
             },
             pod_source: PodSource::Auto,
             cache: CacheConfig {
@@ -432,6 +469,31 @@ impl Config {
         }
         cfg.server.tls_cert_file = s.tls_cert_file;
         cfg.server.tls_private_key_file = s.tls_private_key_file;
+        if let Some(g) = s.shutdown_grace_period {
+            cfg.server.shutdown_grace_period =
+                parse_duration(&g).map_err(|m| invalid("server.shutdownGracePeriod".into(), m))?;
+        }
+        if let Some(n) = s.max_in_flight {
+            if n == 0 {
+                return Err(invalid(
+                    "server.maxInFlight".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            cfg.server.max_in_flight = n;
+        }
+        let a = s.auth;
+        let auth = &mut cfg.server.auth;
+        auth.insecure_skip_auth = a.insecure_skip_auth.unwrap_or(false);
+        auth.requestheader_client_ca_file = a.requestheader_client_ca_file;
+        auth.requestheader_allowed_names = a.requestheader_allowed_names;
+        auth.requestheader_username_headers = a.requestheader_username_headers;
+        auth.requestheader_group_headers = a.requestheader_group_headers;
+        auth.requestheader_extra_headers_prefix = a.requestheader_extra_headers_prefix;
+        auth.client_ca_file = a.client_ca_file;
+        if let Some(t) = a.token_review {
+            auth.token_review = t;
+        }
         cfg.pod_source = raw.pods.source.unwrap_or_default();
         let c = raw.cache;
         if let Some(r) = c.refresh_interval {

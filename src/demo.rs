@@ -94,7 +94,7 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     )?;
     prom.wait_for_first_scrape(Duration::from_secs(30)).await?;
 
-    let cfg: Config = crate::commands::effective_config(
+    let mut cfg: Config = crate::commands::effective_config(
         None,
         &Overrides {
             prometheus_url: Some(prom.url.clone()),
@@ -103,6 +103,8 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
             ..Default::default()
         },
     )?;
+    // Local and loopback only: nothing to authenticate against.
+    cfg.server.auth.insecure_skip_auth = true;
     let running = server::start(&cfg, StartOptions::default()).await?;
     let base = format!("https://localhost:{}", running.addr.port());
     writeln!(out, "flink-hpa-bridge: {base} (self-signed certificate)")?;

@@ -2,6 +2,7 @@
 //! HorizontalPodAutoscaler scale Flink Reactive Mode TaskManagers on signals from Prometheus.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod commands;
 pub mod config;

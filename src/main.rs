@@ -4,7 +4,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flink_hpa_bridge::commands::{self, Overrides, QueryArgs};
-use flink_hpa_bridge::{demo, server};
+use flink_hpa_bridge::config::PodSource;
+use flink_hpa_bridge::{demo, pods, server};
 
 /// Serves Flink autoscaling signals from Prometheus to the Kubernetes HPA through the custom
 /// and external metrics APIs.
@@ -25,6 +26,69 @@ struct ConfigArgs {
     config: Option<PathBuf>,
 }
 
+/// Authentication and authorization, as kube-apiserver's delegated options.
+#[derive(clap::Args)]
+struct AuthArgs {
+    /// INSECURE: no authentication or authorization at all; every request is served. For
+    /// local runs and tests only.
+    #[arg(long)]
+    insecure_skip_auth: bool,
+    /// CA that signs the front proxy's client certificate (default: from the ConfigMap
+    /// kube-system/extension-apiserver-authentication, followed while running).
+    #[arg(long)]
+    requestheader_client_ca_file: Option<PathBuf>,
+    /// Client certificate CNs allowed to act as the front proxy (comma-separated; empty: any).
+    #[arg(long, value_delimiter = ',')]
+    requestheader_allowed_names: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    requestheader_username_headers: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    requestheader_group_headers: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    requestheader_extra_headers_prefix: Vec<String>,
+    /// CA for clients' own certificates (user = CN, groups = O).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Do not accept bearer tokens (otherwise checked with TokenReview).
+    #[arg(long)]
+    disable_token_review: bool,
+}
+
+impl AuthArgs {
+    fn apply(self, a: &mut flink_hpa_bridge::auth::AuthSettings) {
+        a.insecure_skip_auth |= self.insecure_skip_auth;
+        if self.requestheader_client_ca_file.is_some() {
+            a.requestheader_client_ca_file = self.requestheader_client_ca_file;
+        }
+        if !self.requestheader_allowed_names.is_empty() {
+            a.requestheader_allowed_names = self.requestheader_allowed_names;
+        }
+        if !self.requestheader_username_headers.is_empty() {
+            a.requestheader_username_headers = self.requestheader_username_headers;
+        }
+        if !self.requestheader_group_headers.is_empty() {
+            a.requestheader_group_headers = self.requestheader_group_headers;
+        }
+        if !self.requestheader_extra_headers_prefix.is_empty() {
+            a.requestheader_extra_headers_prefix = self.requestheader_extra_headers_prefix;
+        }
+        if self.client_ca_file.is_some() {
+            a.client_ca_file = self.client_ca_file;
+        }
+        if self.disable_token_review {
+            a.token_review = false;
+        }
+    }
+}
+
+/// The pod's namespace, from its service account mount.
+fn own_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the metrics APIs over HTTPS.
@@ -40,9 +104,18 @@ enum Command {
         tls_cert_file: Option<PathBuf>,
         #[arg(long, requires = "tls_cert_file")]
         tls_private_key_file: Option<PathBuf>,
-        /// Extra DNS names or IPs for the generated certificate (e.g. <service>.<namespace>.svc).
+        /// Extra DNS names or IPs for the generated certificate.
         #[arg(long = "tls-san")]
         tls_sans: Vec<String>,
+        /// The Service in front of the server: the generated certificate then carries
+        /// <name>.<namespace>.svc, as an APIService with caBundle verifies.
+        #[arg(long)]
+        service_name: Option<String>,
+        /// The Service's namespace (default: the pod's own, from its service account).
+        #[arg(long)]
+        service_namespace: Option<String>,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
     /// Evaluate one metric once and show the PromQL, the samples and what the HPA would get.
     Query {
@@ -117,6 +190,9 @@ async fn main() -> anyhow::Result<()> {
             tls_cert_file,
             tls_private_key_file,
             tls_sans,
+            service_name,
+            service_namespace,
+            auth,
         } => {
             init_logging("info");
             let overrides = Overrides {
@@ -126,10 +202,34 @@ async fn main() -> anyhow::Result<()> {
                 tls_cert_file,
                 tls_private_key_file,
             };
-            let config = commands::effective_config(cfg.config.as_deref(), &overrides)?;
+            let mut config = commands::effective_config(cfg.config.as_deref(), &overrides)?;
+            auth.apply(&mut config.server.auth);
+            let mut tls_hosts = tls_sans;
+            if let Some(name) = &service_name {
+                let ns = service_namespace
+                    .clone()
+                    .or_else(own_namespace)
+                    .unwrap_or_else(|| "default".into());
+                tls_hosts.extend([
+                    name.clone(),
+                    format!("{name}.{ns}"),
+                    format!("{name}.{ns}.svc"),
+                    format!("{name}.{ns}.svc.cluster.local"),
+                ]);
+            }
+            // The Kubernetes API is needed for the pod cache and for delegated authorization.
+            let kube = if config.server.auth.insecure_skip_auth
+                && config.pod_source == PodSource::Labels
+            {
+                None
+            } else {
+                pods::kube_client().await
+            };
+            let pod_lister = pods::lister_for(config.pod_source, kube.as_ref())?;
             let opts = server::StartOptions {
-                tls_hosts: tls_sans,
-                ..Default::default()
+                tls_hosts,
+                pods: pod_lister,
+                kube,
             };
             let mut running = server::start(&config, opts).await?;
             let stop = running.shutdown_sender();

@@ -20,7 +20,7 @@ use crate::signals::PodLister;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodsError {
-    #[error("pods.source is kubernetes but no Kubernetes API is configured (not in a cluster, no kubeconfig): {0}")]
+    #[error("{0} but no Kubernetes API is configured (not in a cluster, no kubeconfig)")]
     NoApi(String),
 }
 
@@ -78,20 +78,32 @@ impl PodLister for KubePods {
     }
 }
 
-/// The pod lister `source` asks for: `None` means matching selectors against series labels.
-pub async fn lister_for(source: PodSource) -> Result<Option<Arc<dyn PodLister>>, PodsError> {
-    if source == PodSource::Labels {
-        return Ok(None);
-    }
+/// A client for the Kubernetes API when one is configured (in a cluster, or a kubeconfig).
+pub async fn kube_client() -> Option<kube::Client> {
     match kube::Client::try_default().await {
-        Ok(client) => {
-            tracing::info!("resolving pods/* label selectors with a watched pod cache");
-            Ok(Some(KubePods::start(client)))
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::info!(reason = %e, "no Kubernetes API configured");
+            None
         }
-        Err(e) if source == PodSource::Auto => {
-            tracing::info!(reason = %e, "no Kubernetes API: pods/* label selectors are matched against series labels");
+    }
+}
+
+/// The pod lister `source` asks for: `None` means matching selectors against series labels.
+pub fn lister_for(
+    source: PodSource,
+    client: Option<&kube::Client>,
+) -> Result<Option<Arc<dyn PodLister>>, PodsError> {
+    match (source, client) {
+        (PodSource::Labels, _) => Ok(None),
+        (_, Some(client)) => {
+            tracing::info!("resolving pods/* label selectors with a watched pod cache");
+            Ok(Some(KubePods::start(client.clone())))
+        }
+        (PodSource::Auto, None) => {
+            tracing::info!("pods/* label selectors are matched against series labels");
             Ok(None)
         }
-        Err(e) => Err(PodsError::NoApi(e.to_string())),
+        (PodSource::Kubernetes, None) => Err(PodsError::NoApi("pods.source is kubernetes".into())),
     }
 }

@@ -5,17 +5,26 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
+use crate::api::wire::ApiError;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::prometheus::{self, PromError};
 use crate::signals::{PodLister, Signals};
-use crate::tls::{self, Material, TlsError};
+use crate::tls::{self, Material, ReloadingCert, TlsError};
+
+/// How often certificate files are checked for changes.
+const CERT_RELOAD_CHECK: Duration = Duration::from_secs(10);
 
 /// Largest request body accepted; the API is read-only, so GETs carry none.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -26,6 +35,8 @@ pub enum ServerError {
     Prometheus(#[from] PromError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -34,22 +45,13 @@ pub enum ServerError {
     },
 }
 
+#[derive(Default)]
 pub struct StartOptions {
     /// Extra DNS names or IPs for a generated certificate.
     pub tls_hosts: Vec<String>,
-    /// How long in-flight requests may take after shutdown begins.
-    pub grace: Duration,
     pub pods: Option<Arc<dyn PodLister>>,
-}
-
-impl Default for StartOptions {
-    fn default() -> Self {
-        Self {
-            tls_hosts: Vec::new(),
-            grace: Duration::from_secs(20),
-            pods: None,
-        }
-    }
+    /// The Kubernetes API, for delegated authorization and the authentication ConfigMap.
+    pub kube: Option<kube::Client>,
 }
 
 pub struct Running {
@@ -90,19 +92,41 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         metrics.clone(),
     ));
     signals.start_background();
-    let state = AppState::new(signals.clone(), metrics);
+    let auth = crate::auth::Auth::new(&config.server.auth, opts.kube.clone())?;
+    let state = AppState::new(signals.clone(), metrics, auth);
     let ready = state.ready.clone();
+    let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
     let app = api::router(state)
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let permit = in_flight.clone().try_acquire_owned();
+                async move {
+                    match permit {
+                        // Dropped when the response is produced.
+                        Ok(_permit) => next.run(req).await,
+                        Err(_) => ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too many requests in flight; retry later",
+                        )
+                        .into_response(),
+                    }
+                }
+            },
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
         .layer(TraceLayer::new_for_http());
 
-    let material = match (
+    let files = match (
         &config.server.tls_cert_file,
         &config.server.tls_private_key_file,
     ) {
-        (Some(cert), Some(key)) => Material::load(cert, key)?,
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => None,
+    };
+    let material = match &files {
+        Some((cert, key)) => Material::load(cert, key)?,
         _ => {
             let mut hosts = vec![
                 "localhost".to_string(),
@@ -114,7 +138,9 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         }
     };
     let generated_cert_pem = material.generated_pem.clone();
-    let tls_config = material.server_config()?;
+    let cert = ReloadingCert::new(material, files)?;
+    cert.watch(CERT_RELOAD_CHECK);
+    let tls_config = tls::server_config(cert)?;
 
     let addr = format!(
         "{}:{}",
@@ -139,14 +165,17 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         .map_err(|source| ServerError::Bind { addr, source })?;
 
     let (tx, rx) = oneshot::channel::<()>();
-    let grace = opts.grace;
+    let grace = config.server.shutdown_grace_period;
+    let not_ready = ready.clone();
     let handle = tokio::spawn(async move {
         tls::serve(
             listener,
             tls_config,
             app,
-            async {
+            async move {
                 let _ = rx.await;
+                // Endpoints drop the pod before connections close.
+                not_ready.store(false, Ordering::Release);
             },
             grace,
         )

@@ -1,17 +1,22 @@
 //! Serving certificates and the HTTPS accept loop.
 
 use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::ServerConfig;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -70,18 +75,179 @@ impl Material {
         })
     }
 
-    pub fn server_config(self) -> Result<Arc<ServerConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(self.certs, self.key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+    fn certified_key(self) -> Result<Arc<CertifiedKey>, TlsError> {
+        let signer = rustls::crypto::ring::sign::any_supported_type(&self.key)
+            .map_err(|e| TlsError::Config(format!("private key: {e}")))?;
+        Ok(Arc::new(CertifiedKey::new(self.certs, signer)))
     }
 }
+
+/// The serving certificate, swappable while the server runs.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+    files: Option<(PathBuf, PathBuf)>,
+    fingerprint: RwLock<Vec<u8>>,
+}
+
+impl ReloadingCert {
+    pub fn new(
+        material: Material,
+        files: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let fingerprint = files
+            .as_ref()
+            .map(|(c, k)| read_both(c, k))
+            .unwrap_or_default();
+        Ok(Arc::new(Self {
+            current: RwLock::new(material.certified_key()?),
+            files,
+            fingerprint: RwLock::new(fingerprint),
+        }))
+    }
+
+    /// Re-reads the files when their content changed (cert-manager rotates them in place, and
+    /// Kubernetes swaps a Secret volume's symlink). A bad new pair is logged and the old one
+    /// kept.
+    pub fn reload_if_changed(&self) -> bool {
+        let Some((cert, key)) = &self.files else {
+            return false;
+        };
+        let now = read_both(cert, key);
+        if now.is_empty() || *self.fingerprint.read().unwrap_or_else(|p| p.into_inner()) == now {
+            return false;
+        }
+        match Material::load(cert, key).and_then(Material::certified_key) {
+            Ok(ck) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = ck;
+                *self.fingerprint.write().unwrap_or_else(|p| p.into_inner()) = now;
+                tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "new serving certificate not usable; keeping the current one");
+                false
+            }
+        }
+    }
+
+    /// Checks the files every `every` until the process ends.
+    pub fn watch(self: &Arc<Self>, every: Duration) {
+        if self.files.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(c) => {
+                        c.reload_if_changed();
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+}
+
+fn read_both(cert: &Path, key: &Path) -> Vec<u8> {
+    match (std::fs::read(cert), std::fs::read(key)) {
+        (Ok(mut c), Ok(k)) => {
+            c.extend_from_slice(&k);
+            c
+        }
+        _ => Vec::new(),
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// Asks every client for a certificate and accepts any, checking only that the client holds
+/// its private key. Which certificates are trusted for what is decided per request by the
+/// authenticator, against CAs that can change at run time — as kube-apiserver does with
+/// `RequestClientCert`. Kubelet probes and clients without certificates still connect.
+#[derive(Debug)]
+struct RequestClientCert {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// TLS 1.2 and 1.3 with rustls' default suites (AEAD only, forward secret), ALPN h2 and
+/// HTTP/1.1, client certificates requested but not required.
+pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(RequestClientCert {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The client's certificate chain (end entity first), as a request extension; empty when the
+/// client sent none.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
 /// Accepts TLS connections and serves `app` on them (HTTP/1.1 and HTTP/2) until `shutdown`
 /// resolves; then stops accepting and gives open connections `grace` to finish.
@@ -94,7 +260,14 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let mut builder = Builder::new(TokioExecutor::new());
+    // Bounded headers: the API needs a path, a query and a few identity headers.
+    builder.http1().max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -126,6 +299,15 @@ pub async fn serve(
                     return;
                 }
             };
+            let peer_certs = PeerCertificates(Arc::new(
+                stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            ));
+            let app = app.layer(axum::Extension(peer_certs));
             let service = TowerToHyperService::new(app);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -153,6 +335,6 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(back, m.certs);
-        m.server_config().unwrap();
+        server_config(ReloadingCert::new(m, None).unwrap()).unwrap();
     }
 }

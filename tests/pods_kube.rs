@@ -105,6 +105,7 @@ async fn pod_selector_is_resolved_against_the_pod_cache() {
     cfg.server.bind_address = "127.0.0.1".into();
     cfg.server.secure_port = 0;
     cfg.cache.refresh_interval = Some(Duration::from_secs(1));
+    cfg.server.auth.insecure_skip_auth = true;
     let running = server::start(
         &cfg,
         StartOptions {

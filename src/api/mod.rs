@@ -16,9 +16,11 @@ use axum::routing::get;
 use axum::Router;
 use percent_encoding::percent_decode_str;
 
+use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::provider::{CustomRequest, ExternalRequest, MetricsProvider, ObjectName};
 use crate::selector::Selector;
+use crate::tls::PeerCertificates;
 use wire::{
     json_response, ApiError, CUSTOM_GROUP, CUSTOM_VERSIONS, EXTERNAL_GROUP, EXTERNAL_VERSION,
 };
@@ -28,15 +30,35 @@ pub struct AppState {
     pub provider: Arc<dyn MetricsProvider>,
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    pub fn new(provider: Arc<dyn MetricsProvider>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(provider: Arc<dyn MetricsProvider>, metrics: Arc<Metrics>, auth: Arc<Auth>) -> Self {
         Self {
             provider,
             ready: Arc::new(AtomicBool::new(false)),
             metrics,
+            auth,
         }
+    }
+}
+
+/// Authenticates and authorizes every request before it reaches a handler.
+async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let chain = req
+        .extensions()
+        .get::<PeerCertificates>()
+        .map(|p| p.0.clone())
+        .unwrap_or_default();
+    let verdict = state
+        .auth
+        .check(req.method(), req.uri().path(), req.headers(), &chain)
+        .await;
+    state.auth.strip_identity_headers(req.headers_mut());
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -118,6 +140,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -31,6 +31,9 @@ pub struct Bed {
 
 /// Extra signals the tests exercise next to the built-ins.
 pub const EXTRA_SIGNALS: &str = r#"
+server:
+  # Authentication and authorization have their own tests.
+  auth: {insecureSkipAuth: true}
 cache:
   # Short, so tests see new data within a second.
   refreshInterval: 1s
