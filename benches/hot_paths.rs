@@ -68,7 +68,7 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
             ]),
             value: Some(i as f64),
             newest: Some(1_700_000_000.0),
-            rate: None,
+            ..Default::default()
         })
         .collect();
     (spec, groups)

@@ -148,14 +148,52 @@ impl fmt::Display for SignalType {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// What a signal answers when its data is missing or bad.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum OnMissing {
-    /// Answer with an error: the HPA keeps the current replica count.
+pub enum Fallback {
+    /// An error: the HPA keeps the current replica count.
     #[default]
     Error,
-    /// Answer 0. Only for signals where "no data" truly means "nothing to do".
-    Zero,
+    /// This value instead. Only where it is truly what the data means ("no backlog series
+    /// means no backlog"), since a wrong 0 makes the HPA scale down.
+    Value(f64),
+}
+
+/// As written in the file: `error`, `zero`, or a number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackText {
+    Word(String),
+    Number(f64),
+}
+
+impl FallbackText {
+    fn parse(self) -> Result<Fallback, String> {
+        match self {
+            FallbackText::Word(w) if w == "error" => Ok(Fallback::Error),
+            FallbackText::Word(w) if w == "zero" => Ok(Fallback::Value(0.0)),
+            FallbackText::Number(n) if n.is_finite() => Ok(Fallback::Value(n)),
+            FallbackText::Word(w) => Err(format!("expected error, zero or a number, got {w:?}")),
+            FallbackText::Number(n) => Err(format!("expected a finite number, got {n}")),
+        }
+    }
+}
+
+/// The five kinds of bad data and what each produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPolicy {
+    /// No series match.
+    pub missing: Fallback,
+    /// Series exist but every sample is NaN.
+    pub nan: Fallback,
+    /// A sample is +Inf or -Inf.
+    pub infinite: Fallback,
+    /// A sample is negative (none of the built-in gauges can be).
+    pub negative: Fallback,
+    /// The newest sample is older than maxAge.
+    pub stale: Fallback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -174,7 +212,12 @@ pub struct SignalSection {
     pub namespaced: Option<bool>,
     pub namespace_label: Option<String>,
     pub max_age: Option<String>,
-    pub on_missing: Option<OnMissing>,
+    pub on_missing: Option<FallbackText>,
+    #[serde(rename = "onNaN")]
+    pub on_nan: Option<FallbackText>,
+    pub on_infinite: Option<FallbackText>,
+    pub on_negative: Option<FallbackText>,
+    pub on_stale: Option<FallbackText>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub flink_label_values: Option<bool>,
@@ -259,7 +302,7 @@ pub struct SignalSpec {
     /// Newest sample older than this is stale; `None` turns the check off.
     #[serde(with = "humantime_serde_compat::option")]
     pub max_age: Option<Duration>,
-    pub on_missing: OnMissing,
+    pub data: DataPolicy,
     /// Selector key → Prometheus label.
     pub labels: BTreeMap<String, String>,
     pub flink_label_values: bool,
@@ -311,7 +354,7 @@ impl SignalSpec {
             namespaced: !matches!(kind, SignalType::PravegaStreamSegments),
             namespace_label: "namespace".into(),
             max_age: Some(DEFAULT_MAX_AGE),
-            on_missing: OnMissing::Error,
+            data: DataPolicy::default(),
             labels: BTreeMap::new(),
             flink_label_values: flink,
             pod_label: "pod".into(),
@@ -628,8 +671,16 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
             )
         };
     }
-    if let Some(m) = s.on_missing {
-        spec.on_missing = m;
+    for (field, text, slot) in [
+        ("onMissing", s.on_missing, &mut spec.data.missing),
+        ("onNaN", s.on_nan, &mut spec.data.nan),
+        ("onInfinite", s.on_infinite, &mut spec.data.infinite),
+        ("onNegative", s.on_negative, &mut spec.data.negative),
+        ("onStale", s.on_stale, &mut spec.data.stale),
+    ] {
+        if let Some(t) = text {
+            *slot = t.parse().map_err(|m| (f(field), m))?;
+        }
     }
     for (key, label) in &s.labels {
         check_label(label).map_err(|m| (format!("{}.{key}", f("labels")), m))?;
@@ -812,6 +863,10 @@ signals:
         assert!(err("signals: [{name: a, type: promql, api: external, query: 'x{<<matchers>>}'}, {name: a, type: flinkBusyTimeMax}]")
             .contains("signals[1].name: \"a\" is defined twice"));
         assert!(err("builtinSignals: false").contains("signals: no signals"));
+        assert_eq!(
+            err("signals: [{name: a, type: flinkBusyTimeMax, onNaN: maybe}]"),
+            r#"c.yaml: signals[0].onNaN: expected error, zero or a number, got "maybe""#
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn busy_time_all_nan_empty_and_stale_are_errors_never_zero() {
     assert_eq!(
         r.body,
         json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
-               "message": format!("flink_busy_time_max: no series match {{namespace=\"{ns}\",job_name=\"no_such_job\"}} (query: max by (namespace, job_name, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{{}} >= 0))"),
+               "message": format!("flink_busy_time_max: no series match {{namespace=\"{ns}\",job_name=\"no_such_job\"}} (query: max by (namespace, job_name, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{{}} >= 0 < +Inf))"),
                "reason":"NotFound","code":404})
     );
 
@@ -195,7 +195,50 @@ async fn busy_time_all_nan_empty_and_stale_are_errors_never_zero() {
         .await;
     assert_eq!(b["items"][0]["value"], "640");
 
-    // onMissing: zero turns each of these into an explicit 0, and only when configured.
+    // A negative or infinite sample is bad data, not a value to aggregate.
+    let bad_ns = unique("bad");
+    bed.store.set(
+        &bad_ns,
+        vec![
+            task(&bad_ns, "tm-0", JOB, "enrich", 0).series("busyTimeMsPerSecond", 300.0),
+            task(&bad_ns, "tm-0", JOB, "enrich", 1).series("busyTimeMsPerSecond", -5.0),
+            task(&bad_ns, "tm-1", "other", "enrich", 0)
+                .series("busyTimeMsPerSecond", f64::INFINITY),
+        ],
+    );
+    let r = client
+        .wait_for(
+            &ext(&bad_ns, "flink_busy_time_max", "job_name=orders-enrich"),
+            |r| r.status != 404,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str().unwrap()),
+        (
+            503,
+            "flink_busy_time_max: 1 samples are negative for {job_name=orders_enrich}"
+        )
+    );
+    let r = client
+        .wait_for(
+            &ext(&bad_ns, "flink_busy_time_max", "job_name=other"),
+            |r| r.status != 404,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str().unwrap()),
+        (
+            503,
+            "flink_busy_time_max: 1 samples are infinite for {job_name=other}"
+        )
+    );
+    // onNegative: 1000 says what this signal reports instead.
+    let b = client
+        .get_ok(&ext(&bad_ns, "busy_or_zero", "job_name=orders-enrich"))
+        .await;
+    assert_eq!(b["items"][0]["value"], "1k");
+
+    // onMissing/onNaN/onStale: zero turn each of these into an explicit 0, only when configured.
     for (ns, sel) in [
         (&ns, "job_name=orders-enrich"),
         (&ns, "job_name=no-such-job"),

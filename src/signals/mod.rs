@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 
 use crate::cache::{Cache, CacheSettings, Fetch};
-use crate::config::{Api, Config, OnMissing, SignalSpec, SignalType, MATCHERS_PLACEHOLDER};
+use crate::config::{Api, Config, Fallback, SignalSpec, SignalType, MATCHERS_PLACEHOLDER};
 use crate::metrics::Metrics;
 use crate::prometheus::{self, PromError, Sample};
 use crate::promql::{join, vector, LabelFilter, Matcher, Translation};
@@ -469,34 +469,52 @@ impl Signal {
             samples_total: fetched.samples.len(),
             selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
             warnings: fetched.warnings.clone(),
-            result: computed.or_else(|e| self.on_missing(e, req, now)),
+            result: self.finish(computed, req, now),
         }
     }
 
-    /// Applies `onMissing: zero` to "no data" and "unusable data" outcomes. Only where the
-    /// answer is one value: for `*` requests there is no list of objects to give zeros to.
-    fn on_missing(
+    /// The answer, with `onMissing` applied where no series matched at all: a configured
+    /// value stands in for the one value of an external metric or a named object (a `*`
+    /// request has no list of objects to give it to).
+    fn finish(
         &self,
-        e: MetricError,
+        computed: Result<Vec<Item>, Failure>,
         req: &Request,
         now: f64,
     ) -> Result<Vec<Item>, MetricError> {
-        if self.spec.on_missing != OnMissing::Zero
-            || !matches!(e, MetricError::NoData(_) | MetricError::Unusable(_))
-        {
-            return Err(e);
+        match computed {
+            Ok(items) => Ok(items),
+            Err(Failure::Data(Bad::Missing, message)) => {
+                let object = match (&req.objects, self.spec.data.missing) {
+                    (_, Fallback::Error) | (Some(Objects::All(_)), _) => {
+                        return Err(MetricError::NoData(message))
+                    }
+                    (None, _) => None,
+                    (Some(Objects::Named(n)), _) => Some(n.clone()),
+                };
+                let Fallback::Value(value) = self.spec.data.missing else {
+                    return Err(MetricError::NoData(message));
+                };
+                Ok(vec![Item {
+                    labels: BTreeMap::new(),
+                    object,
+                    value,
+                    timestamp: now,
+                }])
+            }
+            Err(f) => Err(f.into_error()),
         }
-        let object = match &req.objects {
-            None => None,
-            Some(Objects::Named(n)) => Some(n.clone()),
-            Some(Objects::All(_)) => return Err(e),
-        };
-        Ok(vec![Item {
-            labels: BTreeMap::new(),
-            object,
-            value: 0.0,
-            timestamp: now,
-        }])
+    }
+
+    fn fallback(&self, bad: Bad) -> Fallback {
+        let d = &self.spec.data;
+        match bad {
+            Bad::Missing => d.missing,
+            Bad::NaN => d.nan,
+            Bad::Infinite => d.infinite,
+            Bad::Negative => d.negative,
+            Bad::Stale => d.stale,
+        }
     }
 
     fn variant(&self, req: &Request) -> Variant {
@@ -549,42 +567,55 @@ impl Signal {
     /// The query parts for series matching `m`, aggregated by `by`.
     fn parts(&self, variant: Variant, m: &[Matcher], by: &[String]) -> Vec<Part> {
         let by = by.join(", ");
-        let value_and_newest = |metric: &str, agg: Agg| {
-            let sel = vector(metric, m);
+        // One metric's samples: `value` aggregates the finite, non-negative ones (NaN fails
+        // every comparison); `newest` is the time of the newest sample; `negative` and
+        // `infinite` count the samples no built-in gauge can legitimately hold.
+        let checked = |base: String, agg: Agg| {
             let agg_fn = if agg == Agg::Sum { "sum" } else { "max" };
             vec![
-                // `>= 0` drops NaN (and the -1 kafka_exporter reports for partitions without a
-                // committed offset); none of these gauges is legitimately negative.
                 Part {
                     name: PartName::Value,
-                    expr: format!("{agg_fn} by ({by}) ({sel} >= 0)"),
+                    expr: format!("{agg_fn} by ({by}) ({base} >= 0 < +Inf)"),
                     agg,
                 },
                 Part {
                     name: PartName::Newest,
-                    expr: format!("max by ({by}) (timestamp({sel}))"),
+                    expr: format!("max by ({by}) (timestamp({base}))"),
                     agg: Agg::Max,
+                },
+                Part {
+                    name: PartName::Negative,
+                    expr: format!("count by ({by}) ({base} < 0 > -Inf)"),
+                    agg: Agg::Sum,
+                },
+                Part {
+                    name: PartName::Infinite,
+                    expr: format!("count by ({by}) (abs({base}) == +Inf)"),
+                    agg: Agg::Sum,
                 },
             ]
         };
+        // kafka_exporter reports -1 for a partition without a committed offset: a marker,
+        // not a backlog, so it is left out rather than counted as negative data.
+        let kafka_lag = || format!("({} != -1)", vector(KAFKA_GROUP_LAG, m));
         match (self.spec.kind, variant) {
             (SignalType::FlinkBusyTimeMax | SignalType::FlinkTaskManagerBusyTime, _) => {
-                value_and_newest(BUSY_TIME, Agg::Max)
+                checked(vector(BUSY_TIME, m), Agg::Max)
             }
             (SignalType::FlinkKafkaLagRecords, Variant::Flink) => {
-                value_and_newest(PENDING_RECORDS, Agg::Sum)
+                checked(vector(PENDING_RECORDS, m), Agg::Sum)
             }
             (SignalType::FlinkKafkaLagRecords, Variant::KafkaExporter) => {
-                value_and_newest(KAFKA_GROUP_LAG, Agg::Sum)
+                checked(kafka_lag(), Agg::Sum)
             }
             (SignalType::FlinkKafkaLagSeconds, Variant::Flink) => {
-                let mut parts = value_and_newest(PENDING_RECORDS, Agg::Sum);
+                let mut parts = checked(vector(PENDING_RECORDS, m), Agg::Sum);
                 let mut sm = m.to_vec();
                 sm.push(Matcher::re("operator_name", SOURCE_OPERATOR_REGEX));
                 parts.push(Part {
                     name: PartName::Rate,
                     expr: format!(
-                        "sum by ({by}) ({} >= 0)",
+                        "sum by ({by}) ({} >= 0 < +Inf)",
                         vector(OPERATOR_RECORDS_OUT_RATE, &sm)
                     ),
                     agg: Agg::Sum,
@@ -592,7 +623,7 @@ impl Signal {
                 parts
             }
             (SignalType::FlinkKafkaLagSeconds, Variant::KafkaExporter) => {
-                let mut parts = value_and_newest(KAFKA_GROUP_LAG, Agg::Sum);
+                let mut parts = checked(kafka_lag(), Agg::Sum);
                 parts.push(Part {
                     name: PartName::Rate,
                     expr: format!(
@@ -609,7 +640,7 @@ impl Signal {
                 // The controller re-reports this gauge only when the stream scales, and it can
                 // drop out of the exposition: take the last value within the lookback.
                 expr: format!(
-                    "max by ({by}) (last_over_time({}[{}]))",
+                    "max by ({by}) (last_over_time({}[{}]) >= 0 < +Inf)",
                     vector(PRAVEGA_SEGMENTS, m),
                     promql_duration(self.spec.lookback)
                 ),
@@ -739,14 +770,14 @@ impl Signal {
         p: &Planned,
         groups: Vec<Group>,
         now: f64,
-    ) -> Result<Vec<Item>, MetricError> {
+    ) -> Result<Vec<Item>, Failure> {
         let usable = self.usable(p, groups, now)?;
         let best = usable
             .iter()
             .filter_map(|g| g.value.map(|v| (v, g)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let Some((value, g)) = best else {
-            return Err(MetricError::NoData(self.no_series(p)));
+            return Err(Failure::Data(Bad::Missing, self.no_series(p)));
         };
         Ok(vec![Item {
             labels: if usable.len() == 1 {
@@ -761,12 +792,7 @@ impl Signal {
     }
 
     /// One item per group; the HPA sums them.
-    fn each_group(
-        &self,
-        p: &Planned,
-        groups: Vec<Group>,
-        now: f64,
-    ) -> Result<Vec<Item>, MetricError> {
+    fn each_group(&self, p: &Planned, groups: Vec<Group>, now: f64) -> Result<Vec<Item>, Failure> {
         Ok(self
             .usable(p, groups, now)?
             .into_iter()
@@ -784,12 +810,7 @@ impl Signal {
     /// Backlog divided by consumption rate, worst group first. A zero backlog is 0 s whatever
     /// the rate; a backlog with no consumption has no finite lag and is an error unless
     /// `zeroRateSeconds` says what to report.
-    fn lag_seconds(
-        &self,
-        p: &Planned,
-        groups: Vec<Group>,
-        now: f64,
-    ) -> Result<Vec<Item>, MetricError> {
+    fn lag_seconds(&self, p: &Planned, groups: Vec<Group>, now: f64) -> Result<Vec<Item>, Failure> {
         let usable = self.usable(p, groups, now)?;
         let mut worst: Option<Item> = None;
         for g in &usable {
@@ -797,7 +818,7 @@ impl Signal {
             let seconds = if backlog <= 0.0 {
                 0.0
             } else {
-                match g.rate.filter(|r| r.is_finite()) {
+                match g.rate {
                     Some(rate) if rate > 0.0 => backlog / rate,
                     Some(_) => match self.spec.zero_rate_seconds {
                         Some(s) => s,
@@ -806,7 +827,8 @@ impl Signal {
                                 "{}: backlog of {backlog} records{} but a consumption rate of 0: lag in seconds is undefined (set zeroRateSeconds to report a fixed value)",
                                 self.spec.name,
                                 describe_labels(&g.labels)
-                            )))
+                            ))
+                            .into())
                         }
                     },
                     None => {
@@ -815,7 +837,8 @@ impl Signal {
                             self.spec.name,
                             describe_labels(&g.labels),
                             p.query.part(PartName::Rate).map(|x| x.expr.as_str()).unwrap_or("")
-                        )))
+                        ))
+                        .into())
                     }
                 }
             };
@@ -830,17 +853,12 @@ impl Signal {
         }
         worst
             .map(|w| vec![w])
-            .ok_or_else(|| MetricError::NoData(self.no_series(p)))
+            .ok_or_else(|| Failure::Data(Bad::Missing, self.no_series(p)))
     }
 
     /// One item per stream; remembers the last answer per request so a stream whose gauge
     /// fell out of Prometheus keeps its segment count.
-    fn segments(
-        &self,
-        req: &Request,
-        groups: Vec<Group>,
-        now: f64,
-    ) -> Result<Vec<Item>, MetricError> {
+    fn segments(&self, req: &Request, groups: Vec<Group>, now: f64) -> Result<Vec<Item>, Failure> {
         let key = format!(
             "{}|{}",
             req.namespace
@@ -852,11 +870,10 @@ impl Signal {
         let items: Vec<Item> = groups
             .into_iter()
             .filter_map(|g| {
-                let v = g.value.filter(|v| v.is_finite() && *v >= 0.0)?;
                 Some(Item {
+                    value: g.value?,
                     labels: g.labels,
                     object: None,
-                    value: v,
                     timestamp: now,
                 })
             })
@@ -873,30 +890,34 @@ impl Signal {
         }
         match remembered.get(&key) {
             Some(last) => Ok(last.clone()),
-            None => Err(MetricError::NoData(format!(
-                "{}: no {PRAVEGA_SEGMENTS} series for {} within the last {}",
-                self.spec.name,
-                if req.series.is_empty() {
-                    "any stream".to_string()
-                } else {
-                    format!("selector {}", req.series)
-                },
-                promql_duration(self.spec.lookback)
-            ))),
+            None => Err(Failure::Data(
+                Bad::Missing,
+                format!(
+                    "{}: no {PRAVEGA_SEGMENTS} series for {} within the last {}",
+                    self.spec.name,
+                    if req.series.is_empty() {
+                        "any stream".to_string()
+                    } else {
+                        format!("selector {}", req.series)
+                    },
+                    promql_duration(self.spec.lookback)
+                ),
+            )),
         }
     }
 
-    /// One item per described object (custom metrics). Objects with unusable data are left
-    /// out: the HPA treats a missing pod conservatively, never as 0.
+    /// One item per described object (custom metrics). Objects whose data is unusable are
+    /// left out: the HPA treats a missing pod conservatively, never as 0.
     fn per_object(
         &self,
         p: &Planned,
         groups: Vec<Group>,
         label: &str,
         now: f64,
-    ) -> Result<Vec<Item>, MetricError> {
+    ) -> Result<Vec<Item>, Failure> {
         let total = groups.len();
         let mut reasons = Vec::new();
+        let mut first_bad = None;
         let mut items = Vec::new();
         for g in groups {
             let Some(name) = g.labels.get(label).cloned() else {
@@ -907,49 +928,81 @@ impl Signal {
                     continue;
                 }
             }
-            match self.check_group(&g, now) {
+            match self.resolve(&g, now) {
                 Ok(value) => items.push(Item {
                     labels: g.labels.clone(),
                     object: Some(name),
                     value,
                     timestamp: g.newest.unwrap_or(now),
                 }),
-                Err(why) => reasons.push(format!("{name}: {why}")),
+                Err((bad, why)) => {
+                    first_bad.get_or_insert(bad);
+                    reasons.push(format!("{name}: {why}"));
+                }
             }
         }
-        if items.is_empty() {
-            if reasons.is_empty() {
-                let msg = match &p.keep_objects {
-                    Some(keep) if keep.is_empty() => {
-                        format!("{}: no pods match the label selector", self.spec.name)
-                    }
-                    _ if total > 0 => format!(
-                        "{}: none of the series belong to the selected pods",
-                        self.spec.name
-                    ),
-                    _ => self.no_series(p),
-                };
-                return Err(MetricError::NoData(msg));
-            }
-            return Err(MetricError::Unusable(format!(
-                "{}: no usable value for any pod: {}",
-                self.spec.name,
-                reasons.join("; ")
-            )));
+        if !items.is_empty() {
+            return Ok(items);
         }
-        Ok(items)
+        if let Some(bad) = first_bad {
+            return Err(Failure::Data(
+                bad,
+                format!(
+                    "{}: no usable value for any pod: {}",
+                    self.spec.name,
+                    reasons.join("; ")
+                ),
+            ));
+        }
+        let msg = match &p.keep_objects {
+            Some(keep) if keep.is_empty() => {
+                format!("{}: no pods match the label selector", self.spec.name)
+            }
+            _ if total > 0 => format!(
+                "{}: none of the series belong to the selected pods",
+                self.spec.name
+            ),
+            _ => self.no_series(p),
+        };
+        Err(Failure::Data(Bad::Missing, msg))
     }
 
-    /// A user-written query: each finite sample is one item.
-    fn templated(&self, p: &Planned, samples: &[Sample]) -> Result<Vec<Item>, MetricError> {
+    /// A user-written query: each sample is one item. NaN and infinite samples follow the
+    /// signal's `onNaN` and `onInfinite`; negative values are legitimate here.
+    fn templated(&self, p: &Planned, samples: &[Sample]) -> Result<Vec<Item>, Failure> {
         if samples.is_empty() {
-            return Err(MetricError::NoData(self.no_series(p)));
+            return Err(Failure::Data(Bad::Missing, self.no_series(p)));
         }
         let mut items: Vec<Item> = Vec::new();
         let custom = self.spec.api == Api::Custom;
-        for s in samples.iter().filter(|s| s.value.is_finite()) {
+        for s in samples {
             let mut labels = s.labels.clone();
             labels.remove("__name__");
+            let value = if s.value.is_finite() {
+                s.value
+            } else {
+                let bad = if s.value.is_nan() {
+                    Bad::NaN
+                } else {
+                    Bad::Infinite
+                };
+                match self.fallback(bad) {
+                    Fallback::Value(v) => v,
+                    // Per object the rest still stands; for an external sum it would not.
+                    Fallback::Error if custom => continue,
+                    Fallback::Error => {
+                        return Err(Failure::Data(
+                            bad,
+                            format!(
+                                "{}: the sample{} is {}",
+                                self.spec.name,
+                                describe_labels(&labels),
+                                s.value
+                            ),
+                        ))
+                    }
+                }
+            };
             let object = if custom {
                 let Some(name) = labels.get(&self.spec.resource_label).cloned() else {
                     continue;
@@ -966,7 +1019,8 @@ impl Signal {
                     return Err(MetricError::BackendFailed(format!(
                         "{}: the query returns several series for {} {name:?}; aggregate it by ({})",
                         self.spec.name, self.spec.resource, self.spec.resource_label
-                    )));
+                    ))
+                    .into());
                 }
                 Some(name)
             } else {
@@ -975,67 +1029,90 @@ impl Signal {
             items.push(Item {
                 labels,
                 object,
-                value: s.value,
+                value,
                 timestamp: s.timestamp,
             });
         }
         if items.is_empty() {
-            return Err(MetricError::Unusable(format!(
-                "{}: all {} samples are NaN or infinite{}",
-                self.spec.name,
-                samples.len(),
-                if custom {
-                    " or lack the object label"
-                } else {
-                    ""
-                }
-            )));
+            return Err(Failure::Data(
+                Bad::NaN,
+                format!(
+                    "{}: no usable sample among {} (NaN, infinite or without the {} label)",
+                    self.spec.name,
+                    samples.len(),
+                    self.spec.resource_label
+                ),
+            ));
         }
         Ok(items)
     }
 
-    /// Keeps the groups with a fresh, finite value; refuses the whole answer if any group the
-    /// selector matched is unusable, since dropping it would understate the total.
-    fn usable(&self, p: &Planned, groups: Vec<Group>, now: f64) -> Result<Vec<Group>, MetricError> {
+    /// The groups with their values, bad data replaced where the signal says so; refuses the
+    /// whole answer if any group the request matched stays unusable, since dropping it would
+    /// understate the sum or the maximum.
+    fn usable(&self, p: &Planned, groups: Vec<Group>, now: f64) -> Result<Vec<Group>, Failure> {
         if groups.is_empty() {
-            return Err(MetricError::NoData(self.no_series(p)));
+            return Err(Failure::Data(Bad::Missing, self.no_series(p)));
         }
-        let problems: Vec<String> = groups
-            .iter()
-            .filter_map(|g| {
-                self.check_group(g, now)
-                    .err()
-                    .map(|why| format!("{why}{}", describe_labels(&g.labels)))
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(MetricError::Unusable(format!(
-                "{}: {}",
-                self.spec.name,
-                problems.join("; ")
-            )));
+        let mut first_bad = None;
+        let mut problems = Vec::new();
+        let mut out = Vec::with_capacity(groups.len());
+        for mut g in groups {
+            match self.resolve(&g, now) {
+                Ok(v) => {
+                    g.value = Some(v);
+                    out.push(g);
+                }
+                Err((bad, why)) => {
+                    first_bad.get_or_insert(bad);
+                    problems.push(format!("{why}{}", describe_labels(&g.labels)));
+                }
+            }
         }
-        Ok(groups)
+        match first_bad {
+            Some(bad) => Err(Failure::Data(
+                bad,
+                format!("{}: {}", self.spec.name, problems.join("; ")),
+            )),
+            None => Ok(out),
+        }
     }
 
-    fn check_group(&self, g: &Group, now: f64) -> Result<f64, String> {
-        let value = match g.value {
-            Some(v) if v.is_finite() => v,
-            Some(_) => return Err("the value is not finite".into()),
-            None if g.newest.is_some() => return Err("every sample is NaN".into()),
-            None => return Err("no series of the measured metric".into()),
-        };
+    /// A group's value, or what is wrong with its data.
+    fn check_group(&self, g: &Group, now: f64) -> Result<f64, (Bad, String)> {
         if let (Some(max_age), Some(newest)) = (self.spec.max_age, g.newest) {
             let age = now - newest;
             if age > max_age.as_secs_f64() {
-                return Err(format!(
-                    "the newest sample is {:.0}s old, older than maxAge {}",
-                    age,
-                    promql_duration(max_age)
+                return Err((
+                    Bad::Stale,
+                    format!(
+                        "the newest sample is {:.0}s old, older than maxAge {}",
+                        age,
+                        promql_duration(max_age)
+                    ),
                 ));
             }
         }
-        Ok(value)
+        if let Some(n) = g.infinite.filter(|n| *n > 0.0) {
+            return Err((Bad::Infinite, format!("{n} samples are infinite")));
+        }
+        if let Some(n) = g.negative.filter(|n| *n > 0.0) {
+            return Err((Bad::Negative, format!("{n} samples are negative")));
+        }
+        match g.value {
+            Some(v) => Ok(v),
+            None if g.newest.is_some() => Err((Bad::NaN, "every sample is NaN".into())),
+            None => Err((Bad::Missing, "no series of the measured metric".into())),
+        }
+    }
+
+    /// [`Signal::check_group`] with the signal's data policy applied.
+    fn resolve(&self, g: &Group, now: f64) -> Result<f64, (Bad, String)> {
+        self.check_group(g, now)
+            .or_else(|(bad, why)| match self.fallback(bad) {
+                Fallback::Value(v) => Ok(v),
+                Fallback::Error => Err((bad, why)),
+            })
     }
 
     fn no_series(&self, p: &Planned) -> String {
@@ -1048,6 +1125,38 @@ impl Signal {
             "{}: no series match {{{}}} (query: {value})",
             self.spec.name, p.described
         )
+    }
+}
+
+/// Kinds of bad data, each with its policy in the signal's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    Missing,
+    NaN,
+    Infinite,
+    Negative,
+    Stale,
+}
+
+/// Why a computation has no answer.
+enum Failure {
+    Data(Bad, String),
+    Other(MetricError),
+}
+
+impl From<MetricError> for Failure {
+    fn from(e: MetricError) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl Failure {
+    fn into_error(self) -> MetricError {
+        match self {
+            Failure::Data(Bad::Missing, m) => MetricError::NoData(m),
+            Failure::Data(_, m) => MetricError::Unusable(m),
+            Failure::Other(e) => e,
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub enum PartName {
     Value,
     Newest,
     Rate,
+    /// How many samples are negative (finite).
+    Negative,
+    /// How many samples are +Inf or -Inf.
+    Infinite,
 }
 
 impl PartName {
@@ -41,6 +45,8 @@ impl PartName {
             PartName::Value => "value",
             PartName::Newest => "newest",
             PartName::Rate => "rate",
+            PartName::Negative => "negative",
+            PartName::Infinite => "infinite",
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct Group {
     pub value: Option<f64>,
     pub newest: Option<f64>,
     pub rate: Option<f64>,
+    pub negative: Option<f64>,
+    pub infinite: Option<f64>,
 }
 
 impl Group {
@@ -77,6 +85,8 @@ impl Group {
             PartName::Value => self.value,
             PartName::Newest => self.newest,
             PartName::Rate => self.rate,
+            PartName::Negative => self.negative,
+            PartName::Infinite => self.infinite,
         }
     }
 
@@ -85,6 +95,8 @@ impl Group {
             PartName::Value => &mut self.value,
             PartName::Newest => &mut self.newest,
             PartName::Rate => &mut self.rate,
+            PartName::Negative => &mut self.negative,
+            PartName::Infinite => &mut self.infinite,
         }
     }
 }
@@ -123,6 +135,8 @@ impl QuerySpec {
                     Some("value") => PartName::Value,
                     Some("newest") => PartName::Newest,
                     Some("rate") => PartName::Rate,
+                    Some("negative") => PartName::Negative,
+                    Some("infinite") => PartName::Infinite,
                     _ => continue,
                 }
             };

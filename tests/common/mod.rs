@@ -59,6 +59,9 @@ signals:
     type: flinkBusyTimeMax
     maxAge: 30s
     onMissing: zero
+    onNaN: zero
+    onStale: zero
+    onNegative: 1000
   - name: lag_seconds_capped
     type: flinkKafkaLagSeconds
     zeroRateSeconds: 3600
