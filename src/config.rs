@@ -68,6 +68,7 @@ pub struct PrometheusSection {
     pub insecure_skip_tls_verify: Option<bool>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    pub accept_warnings: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +270,8 @@ pub struct PrometheusSettings {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_tls_verify: bool,
     pub headers: BTreeMap<String, String>,
+    /// Use answers that carry warnings (possibly partial) instead of refusing them.
+    pub accept_warnings: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -401,6 +404,7 @@ impl Default for Config {
                 ca_file: None,
                 insecure_skip_tls_verify: false,
                 headers: BTreeMap::new(),
+                accept_warnings: false,
             },
             server: ServerSettings {
                 secure_port: DEFAULT_SECURE_PORT,
@@ -484,6 +488,7 @@ impl Config {
         cfg.prometheus.bearer_token_file = p.bearer_token_file;
         cfg.prometheus.ca_file = p.ca_file;
         cfg.prometheus.insecure_skip_tls_verify = p.insecure_skip_tls_verify.unwrap_or(false);
+        cfg.prometheus.accept_warnings = p.accept_warnings.unwrap_or(false);
 
         let s = raw.server;
         if let Some(port) = s.secure_port {

@@ -29,6 +29,39 @@ pub struct LocalPrometheus {
     dir: tempfile::TempDir,
 }
 
+fn spawn(dir: &std::path::Path, port: u16) -> Result<Child, LocalPrometheusError> {
+    let log = std::fs::File::create(dir.join("prometheus.log"))?;
+    let bin = binary();
+    let mut cmd = Command::new(&bin);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        // Test binaries and the demo can end without running destructors; the kernel then
+        // stops Prometheus with them instead of leaving it running.
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.join("data").display()
+    ))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .arg("--log.level=warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::from(log))
+    .kill_on_drop(true)
+    .spawn()
+    .map_err(|source| LocalPrometheusError::Spawn { bin, source })
+}
+
 /// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on the PATH.
 pub fn binary() -> String {
     std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_string())
@@ -60,41 +93,10 @@ impl LocalPrometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config)?;
-        let log_path = dir.path().join("prometheus.log");
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            let log = std::fs::File::create(&log_path)?;
-            let bin = binary();
-            let mut cmd = Command::new(&bin);
-            #[cfg(target_os = "linux")]
-            // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-            unsafe {
-                // Test binaries and the demo can end without running destructors; the kernel
-                // then stops Prometheus with them instead of leaving it running.
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log))
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|source| LocalPrometheusError::Spawn {
-                    bin: bin.clone(),
-                    source,
-                })?;
+            let child = spawn(dir.path(), port)?;
             let mut me = Self {
                 child,
                 url: format!("http://127.0.0.1:{port}"),
@@ -105,12 +107,36 @@ impl LocalPrometheus {
                 return Ok(me);
             }
             let _ = me.child.kill().await;
-            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            last_log =
+                std::fs::read_to_string(me.dir.path().join("prometheus.log")).unwrap_or_default();
             dir = me.dir;
         }
         Err(LocalPrometheusError::NotReady(
             Duration::from_secs(30),
             last_log,
+        ))
+    }
+
+    /// Stops the server abruptly (SIGKILL), as a crash or an evicted pod would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts it again on the same port with the same data, as after a restart.
+    pub async fn restart(&mut self) -> Result<(), LocalPrometheusError> {
+        let _ = self.child.kill().await;
+        for _ in 0..50 {
+            // The port may take a moment to be free again.
+            self.child = spawn(self.dir.path(), self.port)?;
+            if self.wait_ready(Duration::from_secs(30)).await {
+                return Ok(());
+            }
+            let _ = self.child.kill().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(LocalPrometheusError::NotReady(
+            Duration::from_secs(30),
+            "restart failed".into(),
         ))
     }
 

@@ -25,7 +25,19 @@ pub enum PromError {
     },
     #[error("Prometheus answered something unreadable: {0}")]
     Decode(String),
+    #[error("Prometheus' answer is larger than {0} bytes; narrow the query")]
+    TooLarge(usize),
+    #[error(
+        "Prometheus' answer has {0} series, more than the {1} a query may return; narrow the query"
+    )]
+    TooManySeries(usize, usize),
 }
+
+/// Largest answer read from Prometheus: a query that returns more is a configuration mistake,
+/// not something to hold in memory.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Most series one query may return.
+pub const MAX_SERIES: usize = 100_000;
 
 impl PromError {
     /// Whether trying later may work (the server is down, overloaded or slow) as opposed to a
@@ -61,6 +73,7 @@ pub struct Client {
     base: String,
     timeout: Duration,
     token_file: Option<PathBuf>,
+    accept_warnings: bool,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +145,13 @@ impl Client {
             base,
             timeout: settings.timeout,
             token_file: settings.bearer_token_file.clone(),
+            accept_warnings: settings.accept_warnings,
         })
+    }
+
+    /// Whether answers with warnings are used (they may be partial).
+    pub fn accepts_warnings(&self) -> bool {
+        self.accept_warnings
     }
 
     pub fn base_url(&self) -> &str {
@@ -152,7 +171,14 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let mut resp = resp;
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(PromError::TooLarge(MAX_RESPONSE_BYTES));
+            }
+            body.extend_from_slice(&chunk);
+        }
         let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
             if status >= 400 {
                 PromError::Api {
@@ -178,6 +204,9 @@ impl Client {
             "vector" => {
                 let items: Vec<VectorItem> = serde_json::from_value(data.result)
                     .map_err(|e| PromError::Decode(e.to_string()))?;
+                if items.len() > MAX_SERIES {
+                    return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
+                }
                 items
                     .into_iter()
                     .map(|i| Sample {

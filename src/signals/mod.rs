@@ -230,7 +230,18 @@ async fn run_query(
     promql: String,
 ) -> Outcome {
     let started = Instant::now();
-    let result = prom.instant(&promql).await;
+    let mut result = prom.instant(&promql).await;
+    // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
+    // restarting answers again within seconds. Never after a timeout (the budget is spent),
+    // and single flight means one retry per query, however many HPAs wait for it.
+    if matches!(&result, Err(e) if e.is_unavailable() && !matches!(e, PromError::Timeout { .. })) {
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() % 200)
+            .unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(100 + u64::from(jitter))).await;
+        result = prom.instant(&promql).await;
+    }
     metrics
         .query_duration
         .with_label_values(&[&signal])
@@ -238,8 +249,13 @@ async fn run_query(
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics.queries.with_label_values(&[&signal, outcome]).inc();
     let result = result.map_err(|e| backend_error(&signal, e))?;
-    for w in &result.warnings {
-        tracing::debug!(signal, warning = %w, "Prometheus warning");
+    if !result.warnings.is_empty() && !prom.accepts_warnings() {
+        // Thanos and Cortex flag partial answers (a store down) with warnings: a partial sum
+        // is a wrong number.
+        return Err(MetricError::Unusable(format!(
+            "{signal}: Prometheus answered with warnings, so the result may be partial: {}",
+            result.warnings.join("; ")
+        )));
     }
     let eval_time = result
         .samples
