@@ -14,11 +14,15 @@ use flink_hpa_bridge::exporter::{self, FlinkTask, Series, Store};
 use flink_hpa_bridge::local_prometheus::LocalPrometheus;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn num(args: &[String], name: &str, default: u64) -> u64 {
-    arg(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    arg(args, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn client() -> reqwest::Client {
@@ -57,14 +61,23 @@ fn cluster(jobs: usize, pods: usize) -> Vec<Series> {
 async fn env(args: &[String]) {
     let jobs = num(args, "--jobs", 100) as usize;
     let pods = num(args, "--pods", 200) as usize;
-    let out = PathBuf::from(arg(args, "--out").unwrap_or_else(|| "/tmp/bench-prometheus-url".into()));
+    let out =
+        PathBuf::from(arg(args, "--out").unwrap_or_else(|| "/tmp/bench-prometheus-url".into()));
     let store = Store::default();
     store.set("cluster", cluster(jobs, pods));
     let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
-    let prom = LocalPrometheus::start(&[addr], Duration::from_secs(5)).await.expect("prometheus");
-    prom.wait_for_first_scrape(Duration::from_secs(30)).await.expect("first scrape");
+    let prom = LocalPrometheus::start(&[addr], Duration::from_secs(5))
+        .await
+        .expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(30))
+        .await
+        .expect("first scrape");
     std::fs::write(&out, &prom.url).expect("write url");
-    eprintln!("prometheus {} scraping {} series", prom.url, jobs.max(pods) * 6);
+    eprintln!(
+        "prometheus {} scraping {} series",
+        prom.url,
+        jobs.max(pods) * 6
+    );
     // Until killed; a stop signal ends the process and, with it, Prometheus.
     let _ = tokio::signal::ctrl_c().await;
     prom.stop().await;
@@ -81,7 +94,15 @@ async fn ready(args: &[String]) {
     for _ in 0..runs {
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new(&bin);
-        cmd.args(["serve", "--prometheus-url", &prom, "--bind-address", "127.0.0.1", "--secure-port", &port.to_string()]);
+        cmd.args([
+            "serve",
+            "--prometheus-url",
+            &prom,
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+        ]);
         if let Some(c) = &config {
             cmd.args(["--config", c]);
         }
@@ -116,9 +137,17 @@ async fn ready(args: &[String]) {
 }
 
 async fn prometheus_queries(prom: &str) -> f64 {
-    let text = reqwest::get(format!("{prom}/metrics")).await.expect("prometheus metrics").text().await.unwrap_or_default();
+    let text = reqwest::get(format!("{prom}/metrics"))
+        .await
+        .expect("prometheus metrics")
+        .text()
+        .await
+        .unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains("handler=\"/api/v1/query\""))
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -199,7 +228,12 @@ async fn keys(args: &[String]) {
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
         let url = format!("{server}/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{},host!%3Dh{i}", i % 100);
         tasks.push(tokio::spawn(async move {
-            let ok = c.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            let ok = c
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
             drop(permit);
             ok
         }));
@@ -208,7 +242,14 @@ async fn keys(args: &[String]) {
     for t in tasks {
         *codes.entry(t.await.unwrap_or(0)).or_insert(0u64) += 1;
     }
-    let metrics = c.get(format!("{server}/metrics")).send().await.expect("metrics").text().await.unwrap_or_default();
+    let metrics = c
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
     let entries = metrics
         .lines()
         .find(|l| l.starts_with("flink_hpa_bridge_cache_entries "))

@@ -227,11 +227,43 @@ pub struct SignalSection {
     pub rate_window: Option<String>,
     pub zero_rate_seconds: Option<f64>,
     pub lookback: Option<String>,
+    pub restart_hold: Option<RestartHoldSection>,
     pub api: Option<Api>,
     pub resource: Option<String>,
     pub resource_label: Option<String>,
     pub query: Option<String>,
 }
+
+/// `restartHold: off`, or its two durations.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RestartHoldSection {
+    Off(String),
+    On {
+        #[serde(rename = "warmUp")]
+        warm_up: Option<String>,
+        #[serde(rename = "maxHold")]
+        max_hold: Option<String>,
+    },
+}
+
+/// While a Flink job restarts (every Reactive Mode rescale restarts it), its throughput drops
+/// to zero and its backlog spikes for a while; a signal then holds its last good value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartHold {
+    /// A job running for less than this is still warming up.
+    #[serde(with = "humantime_serde_compat")]
+    pub warm_up: Duration,
+    /// The longest a value is held; after that the data speaks for itself again.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_hold: Duration,
+}
+
+pub const DEFAULT_RESTART_HOLD: RestartHold = RestartHold {
+    warm_up: Duration::from_secs(60),
+    max_hold: Duration::from_secs(300),
+};
 
 /// The effective configuration after defaults, file and flags.
 #[derive(Debug, Clone, Serialize)]
@@ -316,6 +348,8 @@ pub struct SignalSpec {
     pub zero_rate_seconds: Option<f64>,
     #[serde(with = "humantime_serde_compat")]
     pub lookback: Duration,
+    /// For signals about one Flink job: hold the last good value while it restarts.
+    pub restart_hold: Option<RestartHold>,
     pub api: Api,
     pub resource: String,
     pub resource_label: String,
@@ -365,6 +399,13 @@ impl SignalSpec {
             rate_window: DEFAULT_RATE_WINDOW,
             zero_rate_seconds: None,
             lookback: DEFAULT_PRAVEGA_LOOKBACK,
+            restart_hold: matches!(
+                kind,
+                SignalType::FlinkBusyTimeMax
+                    | SignalType::FlinkKafkaLagRecords
+                    | SignalType::FlinkKafkaLagSeconds
+            )
+            .then_some(DEFAULT_RESTART_HOLD),
             api: match kind {
                 SignalType::FlinkTaskManagerBusyTime => Api::Custom,
                 _ => Api::External,
@@ -653,6 +694,35 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
         &[FlinkKafkaLagSeconds],
     )?;
     only(s.lookback.is_some(), "lookback", &[PravegaStreamSegments])?;
+    only(
+        s.restart_hold.is_some(),
+        "restartHold",
+        &[FlinkBusyTimeMax, FlinkKafkaLagRecords, FlinkKafkaLagSeconds],
+    )?;
+    match s.restart_hold {
+        None => {}
+        Some(RestartHoldSection::Off(w)) if w == "off" => spec.restart_hold = None,
+        Some(RestartHoldSection::Off(w)) => {
+            return Err((
+                f("restartHold"),
+                format!("expected off or {{warmUp, maxHold}}, got {w:?}"),
+            ))
+        }
+        Some(RestartHoldSection::On { warm_up, max_hold }) => {
+            let mut h = DEFAULT_RESTART_HOLD;
+            if let Some(w) = warm_up {
+                h.warm_up = parse_duration(&w)
+                    .and_then(nonzero)
+                    .map_err(|m| (f("restartHold.warmUp"), m))?;
+            }
+            if let Some(m) = max_hold {
+                h.max_hold = parse_duration(&m)
+                    .and_then(nonzero)
+                    .map_err(|m| (f("restartHold.maxHold"), m))?;
+            }
+            spec.restart_hold = Some(h);
+        }
+    }
     only(s.api.is_some(), "api", &[Promql])?;
     only(s.resource.is_some(), "resource", &[Promql])?;
     only(s.resource_label.is_some(), "resourceLabel", &[Promql])?;

@@ -250,6 +250,8 @@ pub struct SyntheticJob {
     /// Consumer-group committed offset total, for kafka_exporter's view.
     pub committed: f64,
     pub elapsed: f64,
+    /// Model time at which the job last entered RUNNING (a rescale restarts it).
+    pub running_since: f64,
 }
 
 const JOB_ID: &str = "62b6ab75a23413780e94899d0ba1c305";
@@ -275,6 +277,8 @@ impl SyntheticJob {
             backlog: 0.0,
             committed: 1_000_000.0,
             elapsed: 0.0,
+            // Running for ten minutes already, past any warm-up.
+            running_since: -600.0,
         }
     }
 
@@ -398,8 +402,9 @@ impl SyntheticJob {
             value,
             timestamp_ms: None,
         };
-        out.push(jm("runningTime", (self.elapsed * 1000.0).round()));
-        out.push(jm("uptime", (self.elapsed * 1000.0).round()));
+        let running_ms = ((self.elapsed - self.running_since) * 1000.0).round();
+        out.push(jm("runningTime", running_ms));
+        out.push(jm("uptime", running_ms));
         out.push(jm("numRestarts", 0.0));
         let jm_global = |name: &str, value: f64| Series {
             name: format!("flink_jobmanager_{name}"),

@@ -6,8 +6,9 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const EXTERNAL: [&str; 9] = [
+const EXTERNAL: [&str; 10] = [
     "busy_or_zero",
+    "busy_short_hold",
     "busy_strict",
     "broken_query",
     "flink_busy_time_max",

@@ -106,11 +106,13 @@ async fn a_hundred_hpas_cost_one_query_per_refresh() {
     let prom = prometheus_query_requests(&bed.prometheus_url).await - before_prom;
     eprintln!("{polls} polls by 100 HPAs in {elapsed:.1}s: {own} busy-time queries counted here, {prom} query requests counted by Prometheus");
     assert!(polls > 1000, "{polls}");
-    // Refresh interval 1 s: about one query per second, whatever the number of HPAs.
+    // Refresh interval 1 s: about one query per second for the signal, whatever the number of
+    // HPAs; Prometheus also sees the one job-state query per second that the restart hold
+    // shares between all Flink signals.
     let bound = elapsed.ceil() + 2.0;
     assert!(own <= bound, "{own} queries for {polls} polls");
     assert!(
-        prom <= bound,
+        prom <= 2.0 * bound,
         "Prometheus saw {prom} queries for {polls} polls"
     );
 }

@@ -808,3 +808,84 @@ async fn prometheus_down_is_a_503_that_says_so() {
     let r = client.get("/apis/external.metrics.k8s.io/v1beta1").await;
     assert_eq!(r.status, 200);
 }
+
+fn job_state(ns: &str, running_ms: f64, restarts: f64) -> Vec<Series> {
+    let labels = [
+        ("namespace", ns),
+        ("job_name", "orders_enrich"),
+        ("job_id", "j"),
+        ("host", "jm"),
+    ];
+    vec![
+        Series::new("flink_jobmanager_job_runningTime", &labels, running_ms),
+        Series::new("flink_jobmanager_job_numRestarts", &labels, restarts),
+    ]
+}
+
+#[tokio::test]
+async fn a_restarting_job_holds_its_last_good_value_for_a_bounded_time() {
+    let bed = bed();
+    let client = bed.main.client();
+    let ns = unique("restart");
+    let busy = |v: f64| task(&ns, "tm-0", JOB, "enrich", 0).series("busyTimeMsPerSecond", v);
+    let set = |v: f64, running_ms: f64, restarts: f64| {
+        let mut s = job_state(&ns, running_ms, restarts);
+        s.push(busy(v));
+        bed.store.set(&ns, s);
+    };
+    let path = |metric: &str, sel: &str| ext(&ns, metric, sel);
+    set(500.0, 600_000.0, 0.0);
+    for m in ["flink_busy_time_max", "busy_short_hold"] {
+        client
+            .wait_for(&path(m, "job_name=orders-enrich"), |r| {
+                r.status == 200 && r.body["items"][0]["value"] == "500"
+            })
+            .await;
+    }
+
+    // A rescale: the job restarts, busy time drops to 0 while it restores.
+    set(0.0, 4_000.0, 1.0);
+    wait_scraped(
+        &format!("flink_jobmanager_job_runningTime{{namespace=\"{ns}\"}} < 60000"),
+        1,
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let r = client
+        .get(&path("flink_busy_time_max", "job_name=orders-enrich"))
+        .await;
+    assert_eq!(
+        (r.status, r.body["items"][0]["value"].clone()),
+        (200, json!("500")),
+        "held: {}",
+        r.body
+    );
+    // A request never answered before has nothing to hold: an error, not the transient 0.
+    let r = client
+        .get(&path("flink_busy_time_max", "job_name in (orders-enrich)"))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("job orders_enrich is restarting or warming up"),
+        "{}",
+        r.body
+    );
+    // The hold is bounded: past maxHold (2 s here) the data speaks again.
+    client
+        .wait_for(&path("busy_short_hold", "job_name=orders-enrich"), |r| {
+            r.status == 200 && r.body["items"][0]["value"] == "0"
+        })
+        .await;
+
+    // Running again past the warm-up: the real value.
+    set(0.0, 120_000.0, 1.0);
+    client
+        .wait_for(
+            &path("flink_busy_time_max", "job_name=orders-enrich"),
+            |r| r.status == 200 && r.body["items"][0]["value"] == "0",
+        )
+        .await;
+}

@@ -54,14 +54,11 @@ pub fn attributes(method: &Method, path: &str) -> Attributes {
     let (group, version) = (parts[1].clone(), parts[2].clone());
     let mut rest = &parts[3..];
     let mut namespace = None;
-    if rest.first().map(String::as_str) == Some("namespaces") {
-        if rest.len() >= 3 {
-            namespace = Some(rest[1].clone());
-            rest = &rest[2..];
-        } else {
-            // `namespaces` or `namespaces/<name>`: the Namespace resource itself.
-            rest = &rest[..];
-        }
+    // `namespaces/<ns>/…` scopes the request; `namespaces` or `namespaces/<name>` alone is the
+    // Namespace resource itself.
+    if rest.first().map(String::as_str) == Some("namespaces") && rest.len() >= 3 {
+        namespace = Some(rest[1].clone());
+        rest = &rest[2..];
     }
     let resource = rest.first().cloned().unwrap_or_default();
     let name = rest.get(1).cloned();

@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use futures::FutureExt;
 
 use crate::cache::{Cache, CacheSettings, Fetch};
-use crate::config::{Api, Config, Fallback, SignalSpec, SignalType, MATCHERS_PLACEHOLDER};
+use crate::config::{
+    Api, Config, Fallback, RestartHold, SignalSpec, SignalType, MATCHERS_PLACEHOLDER,
+};
 use crate::metrics::Metrics;
 use crate::prometheus::{self, PromError, Sample};
 use crate::promql::{join, vector, LabelFilter, Matcher, Translation};
@@ -34,6 +36,8 @@ pub const OPERATOR_RECORDS_OUT_RATE: &str =
 pub const KAFKA_GROUP_LAG: &str = "kafka_consumergroup_lag";
 pub const KAFKA_GROUP_OFFSET: &str = "kafka_consumergroup_current_offset";
 pub const PRAVEGA_SEGMENTS: &str = "pravega_controller_segments_count";
+pub const JOB_RUNNING_TIME: &str = "flink_jobmanager_job_runningTime";
+pub const JOB_RESTARTS: &str = "flink_jobmanager_job_numRestarts";
 
 /// Flink names every FLIP-27 source operator `Source: <name>`; its records-out rate is what
 /// the job consumes.
@@ -111,6 +115,13 @@ type Outcome = Result<Arc<Fetched>, MetricError>;
 pub struct Signal {
     spec: SignalSpec,
     remembered: Mutex<HashMap<String, Vec<Item>>>,
+    /// Per request: the last good answer, and since when it has been held for a restart.
+    held: Mutex<HashMap<String, Held>>,
+}
+
+struct Held {
+    items: Vec<Item>,
+    since: Option<Instant>,
 }
 
 pub struct Signals {
@@ -119,6 +130,8 @@ pub struct Signals {
     pods: Option<Arc<dyn PodLister>>,
     cache: Option<Arc<Cache<Outcome>>>,
     metrics: Arc<Metrics>,
+    /// Per job (`namespace|job_name`): the restart count last seen and when it last rose.
+    restarts: Mutex<HashMap<String, (f64, Option<Instant>)>>,
 }
 
 /// How an evaluation runs.
@@ -146,6 +159,7 @@ impl Signals {
                     Signal {
                         spec: s.clone(),
                         remembered: Mutex::new(HashMap::new()),
+                        held: Mutex::new(HashMap::new()),
                     },
                 )
             })
@@ -167,6 +181,7 @@ impl Signals {
             pods,
             cache,
             metrics,
+            restarts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -473,6 +488,13 @@ impl Signal {
             }
             SignalType::Promql => self.templated(&planned, &fetched.samples),
         };
+        let computed = match self.spec.restart_hold {
+            Some(hold) if self.variant(req) == Variant::Flink => {
+                self.hold_through_restarts(signals, req, &planned, hold, mode, computed)
+                    .await
+            }
+            _ => computed,
+        };
         let samples = fetched
             .samples
             .iter()
@@ -519,6 +541,128 @@ impl Signal {
                 }])
             }
             Err(f) => Err(f.into_error()),
+        }
+    }
+
+    /// The jobs of this request that are restarting or warming up: running for less than
+    /// `warm_up` (`flink_jobmanager_job_runningTime`), or, without that series, whose restart
+    /// count rose within it. Unknown (no JobManager series) counts as not restarting.
+    async fn restarting_jobs(
+        &self,
+        signals: &Signals,
+        planned: &Planned,
+        hold: RestartHold,
+        mode: Mode,
+    ) -> Vec<String> {
+        let ns_label = &self.spec.namespace_label;
+        let mut by = Vec::new();
+        if self.spec.namespaced {
+            by.push(ns_label.clone());
+        }
+        by.push("job_name".to_string());
+        let by_text = by.join(", ");
+        let spec = QuerySpec {
+            parts: vec![
+                Part {
+                    name: PartName::Running,
+                    expr: format!("min by ({by_text}) ({JOB_RUNNING_TIME})"),
+                    agg: Agg::Min,
+                },
+                Part {
+                    name: PartName::Restarts,
+                    expr: format!("max by ({by_text}) ({JOB_RESTARTS})"),
+                    agg: Agg::Max,
+                },
+            ],
+            by: by.clone(),
+            keep_samples: false,
+        };
+        let Ok(state) = signals.fetch("flink_job_state", spec.clone(), mode).await else {
+            return Vec::new();
+        };
+        // Job state knows namespaces and jobs only; the request's other filters (a task name)
+        // do not apply to it.
+        let filters: Vec<LabelFilter> = planned
+            .filters
+            .iter()
+            .filter(|f| by.contains(&f.label))
+            .cloned()
+            .collect();
+        let warm_up_ms = hold.warm_up.as_secs_f64() * 1000.0;
+        let mut out = Vec::new();
+        let mut seen = signals.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        for g in spec.regroup(&state.groups, &filters, &by) {
+            let job = g.labels.get("job_name").cloned().unwrap_or_default();
+            let key = format!(
+                "{}|{job}",
+                g.labels.get(ns_label).map(String::as_str).unwrap_or("")
+            );
+            let mut rose_recently = false;
+            if let Some(count) = g.restarts {
+                let entry = seen.entry(key).or_insert((count, None));
+                if count > entry.0 {
+                    *entry = (count, Some(Instant::now()));
+                }
+                rose_recently = entry.1.is_some_and(|t| t.elapsed() < hold.warm_up);
+            }
+            // runningTime restarts from 0 with every restart, so it is the better witness;
+            // the restart count stands in where a Flink version does not export it.
+            let restarting = match g.running {
+                Some(ms) => ms < warm_up_ms,
+                None => rose_recently,
+            };
+            if restarting {
+                out.push(job);
+            }
+        }
+        out
+    }
+
+    /// While a job the request covers restarts, the last good answer stands in, for at most
+    /// `max_hold`; without one, the answer is an error rather than the transient numbers.
+    async fn hold_through_restarts(
+        &self,
+        signals: &Signals,
+        req: &Request,
+        planned: &Planned,
+        hold: RestartHold,
+        mode: Mode,
+        computed: Result<Vec<Item>, Failure>,
+    ) -> Result<Vec<Item>, Failure> {
+        let restarting = self.restarting_jobs(signals, planned, hold, mode).await;
+        let key = format!("{}|{}", req.namespace.as_deref().unwrap_or(""), req.series);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if restarting.is_empty() {
+            if let Ok(items) = &computed {
+                if held.len() < MAX_REMEMBERED || held.contains_key(&key) {
+                    held.insert(
+                        key,
+                        Held {
+                            items: items.clone(),
+                            since: None,
+                        },
+                    );
+                }
+            }
+            return computed;
+        }
+        let jobs = restarting.join(", ");
+        match held.get_mut(&key) {
+            Some(h) => {
+                let since = *h.since.get_or_insert_with(Instant::now);
+                if since.elapsed() < hold.max_hold {
+                    tracing::debug!(signal = %self.spec.name, jobs, "holding the last good value while the job restarts");
+                    Ok(h.items.clone())
+                } else {
+                    computed
+                }
+            }
+            None => Err(MetricError::Unusable(format!(
+                "{}: job {jobs} is restarting or warming up (running for less than {}), and there is no value from before to hold",
+                self.spec.name,
+                promql_duration(hold.warm_up)
+            ))
+            .into()),
         }
     }
 

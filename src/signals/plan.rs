@@ -12,6 +12,7 @@ use crate::promql::{LabelFilter, PART_LABEL};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Agg {
     Max,
+    Min,
     Sum,
 }
 
@@ -20,6 +21,7 @@ impl Agg {
         match (a, b) {
             (Some(x), Some(y)) => Some(match self {
                 Agg::Max => x.max(y),
+                Agg::Min => x.min(y),
                 Agg::Sum => x + y,
             }),
             (x, None) => x,
@@ -37,6 +39,10 @@ pub enum PartName {
     Negative,
     /// How many samples are +Inf or -Inf.
     Infinite,
+    /// A Flink job's running time, ms.
+    Running,
+    /// A Flink job's restart count.
+    Restarts,
 }
 
 impl PartName {
@@ -47,6 +53,8 @@ impl PartName {
             PartName::Rate => "rate",
             PartName::Negative => "negative",
             PartName::Infinite => "infinite",
+            PartName::Running => "running",
+            PartName::Restarts => "restarts",
         }
     }
 }
@@ -77,6 +85,8 @@ pub struct Group {
     pub rate: Option<f64>,
     pub negative: Option<f64>,
     pub infinite: Option<f64>,
+    pub running: Option<f64>,
+    pub restarts: Option<f64>,
 }
 
 impl Group {
@@ -87,6 +97,8 @@ impl Group {
             PartName::Rate => self.rate,
             PartName::Negative => self.negative,
             PartName::Infinite => self.infinite,
+            PartName::Running => self.running,
+            PartName::Restarts => self.restarts,
         }
     }
 
@@ -97,6 +109,8 @@ impl Group {
             PartName::Rate => &mut self.rate,
             PartName::Negative => &mut self.negative,
             PartName::Infinite => &mut self.infinite,
+            PartName::Running => &mut self.running,
+            PartName::Restarts => &mut self.restarts,
         }
     }
 }
@@ -137,6 +151,8 @@ impl QuerySpec {
                     Some("rate") => PartName::Rate,
                     Some("negative") => PartName::Negative,
                     Some("infinite") => PartName::Infinite,
+                    Some("running") => PartName::Running,
+                    Some("restarts") => PartName::Restarts,
                     _ => continue,
                 }
             };

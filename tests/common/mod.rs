@@ -65,6 +65,9 @@ signals:
   - name: lag_seconds_capped
     type: flinkKafkaLagSeconds
     zeroRateSeconds: 3600
+  - name: busy_short_hold
+    type: flinkBusyTimeMax
+    restartHold: {warmUp: 60s, maxHold: 2s}
   - name: pravega_short
     type: pravegaStreamSegments
     lookback: 3s
