@@ -5,6 +5,7 @@
 //! - `ready`: time from process start to `/readyz` = 200, over several starts.
 //! - `hpas`: N simulated HPAs polling a signal; counts the queries Prometheus served.
 //! - `keys`: requests with N distinct selectors, then the server's resident memory.
+//! - `soak`: mixed valid and invalid requests while Prometheus is killed and restarted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -262,6 +263,129 @@ async fn keys(args: &[String]) {
     );
 }
 
+/// Mixed valid and invalid requests against the server binary while Prometheus is killed and
+/// restarted; reports answers by kind, the server's memory over time, and panics.
+async fn soak(args: &[String]) {
+    let bin = arg(args, "--bin").unwrap_or_else(|| "target/release/flink-hpa-bridge".into());
+    let seconds = num(args, "--seconds", 60);
+    let workers = num(args, "--workers", 8) as usize;
+    let restart_every = num(args, "--restart-every", 15);
+    let port = num(args, "--port", 18450);
+    let store = Store::default();
+    store.set("cluster", cluster(20, 40));
+    let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
+    let mut prom = LocalPrometheus::start(&[addr], Duration::from_secs(1)).await.expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(30)).await.expect("first scrape");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("soak.yaml");
+    std::fs::write(
+        &cfg,
+        "server: {auth: {insecureSkipAuth: true}}\ncache: {refreshInterval: 2s, maxEntries: 2000}\npods: {source: labels}\nprometheus: {timeout: 2s}\n",
+    )
+    .expect("config");
+    let log = dir.path().join("server.log");
+    let mut server = tokio::process::Command::new(&bin)
+        .args(["serve", "--config", cfg.to_str().unwrap_or_default(), "--prometheus-url", &prom.url])
+        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server");
+    let pid = server.id().unwrap_or(0).to_string();
+    let base = format!("https://127.0.0.1:{port}");
+    let c = client();
+    for _ in 0..100 {
+        if c.get(format!("{base}/readyz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kinds: Vec<(&str, String)> = vec![
+        ("external", "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-3".into()),
+        ("lag", "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_kafka_lag_records?labelSelector=job_name%3Djob-5".into()),
+        ("pods", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/*/flink_taskmanager_busy_time?labelSelector=app%3Dflink".into()),
+        ("discovery", "/apis/custom.metrics.k8s.io/v1beta2".into()),
+        ("unknown-metric", "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/no_such_metric".into()),
+        ("bad-selector", "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name+in+%28".into()),
+        ("injection", "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Dx%22%7Dor%7Bjob_name%3D~%22.%2A".into()),
+        ("malformed-path", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench".into()),
+    ];
+    let started = Instant::now();
+    let window = Duration::from_secs(seconds);
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<(String, u16), u64>::new()));
+    let zeros = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = c.clone();
+        let kinds = kinds.clone();
+        let base = base.clone();
+        let counts = counts.clone();
+        let zeros = zeros.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while started.elapsed() < window {
+                i += 1;
+                // Every 4th request: a selector never seen before (bounded by the cache).
+                let (kind, path) = if i % 4 == 0 {
+                    ("random-selector".to_string(), format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{},host!%3Dr{i}", i % 20))
+                } else {
+                    let (k, p) = &kinds[i % kinds.len()];
+                    (k.to_string(), p.clone())
+                };
+                let code = match c.get(format!("{base}{path}")).send().await {
+                    Ok(r) => {
+                        let code = r.status().as_u16();
+                        if let Ok(v) = r.json::<serde_json::Value>().await {
+                            for item in v["items"].as_array().into_iter().flatten() {
+                                // The cluster's values are never 0 except pod 0's first subtask.
+                                if item["value"] == "0" && kind == "external" {
+                                    zeros.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        code
+                    }
+                    Err(_) => 0,
+                };
+                *counts.lock().unwrap_or_else(|p| p.into_inner()).entry((kind, code)).or_insert(0) += 1;
+            }
+        }));
+    }
+    let rss = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0)
+    };
+    let mut memory = Vec::new();
+    let mut next_restart = Duration::from_secs(restart_every);
+    while started.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        memory.push((started.elapsed().as_secs(), rss(&pid)));
+        if started.elapsed() >= next_restart {
+            prom.kill().await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = prom.restart().await;
+            next_restart += Duration::from_secs(restart_every);
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let alive = server.try_wait().ok().flatten().is_none();
+    let _ = server.kill().await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let panics = log_text.matches("panicked").count();
+    let total: u64 = counts.lock().unwrap_or_else(|p| p.into_inner()).values().sum();
+    println!("soak seconds={seconds} workers={workers} requests={total} prometheus_restarts_every={restart_every}s server_alive={alive} panics={panics} zero_values_served={}", zeros.load(std::sync::atomic::Ordering::Relaxed));
+    for ((kind, code), n) in counts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        println!("  {kind:<16} {code} {n}");
+    }
+    println!("  rss_kib over time (s, KiB): {memory:?}");
+    prom.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -270,6 +394,7 @@ async fn main() {
         Some("ready") => ready(&args).await,
         Some("hpas") => hpas(&args).await,
         Some("keys") => keys(&args).await,
+        Some("soak") => soak(&args).await,
         _ => eprintln!("usage: bench env|ready|hpas|keys [options] (see bench/run.sh)"),
     }
 }
