@@ -1380,8 +1380,19 @@ fn server_checks(inv: &Inventory) -> Vec<String> {
         None => errors.push(format!("{what}: no --config")),
         Some(path) => match file_behind(inv, &svc_ns, t, c, &path) {
             Ok(Some(text)) => {
-                if let Err(e) = Config::from_yaml(&text, &path) {
-                    errors.push(format!("{what}: {e}"));
+                match Config::from_yaml(&text, &path) {
+                    Err(e) => errors.push(format!("{what}: {e}")),
+                    Ok(cfg) => {
+                        // The kubelet kills the pod after its grace period, cutting off the
+                        // requests the server is still finishing.
+                        let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+                        let drain = cfg.server.shutdown_grace_period.as_secs();
+                        if u64::try_from(grace).unwrap_or(0) <= drain {
+                            errors.push(format!(
+                                "{what}: terminationGracePeriodSeconds {grace} does not cover the server's {drain} s shutdown"
+                            ));
+                        }
+                    }
                 }
             }
             Ok(None) => errors.push(format!("{what}: {path} should come from a ConfigMap")),
@@ -2843,7 +2854,9 @@ async fn scraped_flink_series_answer_every_example_hpa() {
             .await
             .first()
             .and_then(|r| r["value"][1].as_str())
-            == Some("5")
+            == Some("5"),
+        "the relabelling kept a target it should drop (a completed pod, an unannotated pod, a \
+         controller port other than rest)"
     );
 
     // The labels the signals need: namespace, pod, and the pod's own labels.
