@@ -9,9 +9,8 @@ use serde_json::Value;
 use crate::api::wire::{self, ApiError};
 use crate::config::{validate_url, Api, Config, ConfigError};
 use crate::prometheus;
-use crate::provider::{CustomValue, ExternalValue, ObjectRef};
 use crate::selector::Selector;
-use crate::signals::{Mode, Objects, Request, Signals};
+use crate::signals::{custom_values, external_values, Mode, Objects, Request, Signals};
 
 /// Command-line values that override the file.
 #[derive(Debug, Default, Clone)]
@@ -168,36 +167,13 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
     let body: Result<Value, ApiError> = match eval.result {
         Err(e) => Err(e.into()),
         Ok(items) => match spec.api {
-            Api::External => {
-                let values: Vec<ExternalValue> = items
-                    .into_iter()
-                    .map(|i| ExternalValue {
-                        labels: i.labels,
-                        value: i.value,
-                        timestamp: i.timestamp,
-                    })
-                    .collect();
-                wire::external_list(&args.metric, &values)
-            }
-            Api::Custom => {
-                let (kind, api_version) = crate::signals::kind_of(&spec.resource);
-                let values: Vec<CustomValue> = items
-                    .into_iter()
-                    .filter_map(|i| {
-                        Some(CustomValue {
-                            object: ObjectRef {
-                                kind: kind.clone(),
-                                api_version: api_version.clone(),
-                                namespace: namespace.clone(),
-                                name: i.object?,
-                            },
-                            value: i.value,
-                            timestamp: i.timestamp,
-                        })
-                    })
-                    .collect();
-                wire::custom_list("v1beta2", &args.metric, &series, &values)
-            }
+            Api::External => wire::external_list(&args.metric, &external_values(items)),
+            Api::Custom => wire::custom_list(
+                "v1beta2",
+                &args.metric,
+                &series,
+                &custom_values(items, &spec.resource, namespace.as_deref()),
+            ),
         },
     };
     let (code, json) = match body {

@@ -342,14 +342,7 @@ impl MetricsProvider for Signals {
         };
         let items = signal.evaluate(self, &request, Mode::Serve).await.result?;
         self.observe_ages(&items);
-        Ok(items
-            .into_iter()
-            .map(|i| ExternalValue {
-                labels: i.labels,
-                value: i.value,
-                timestamp: i.timestamp,
-            })
-            .collect())
+        Ok(external_values(items))
     }
 
     async fn custom(&self, req: &CustomRequest) -> Result<Vec<CustomValue>, MetricError> {
@@ -372,23 +365,41 @@ impl MetricsProvider for Signals {
         };
         let items = signal.evaluate(self, &request, Mode::Serve).await.result?;
         self.observe_ages(&items);
-        let (kind, api_version) = kind_of(&req.resource);
-        Ok(items
-            .into_iter()
-            .filter_map(|i| {
-                Some(CustomValue {
-                    object: ObjectRef {
-                        kind: kind.clone(),
-                        api_version: api_version.clone(),
-                        namespace: req.namespace.clone(),
-                        name: i.object?,
-                    },
-                    value: i.value,
-                    timestamp: i.timestamp,
-                })
-            })
-            .collect())
+        Ok(custom_values(items, &req.resource, req.namespace.as_deref()))
     }
+}
+
+/// Items as external metric values.
+pub fn external_values(items: Vec<Item>) -> Vec<ExternalValue> {
+    items
+        .into_iter()
+        .map(|i| ExternalValue {
+            labels: i.labels,
+            value: i.value,
+            timestamp: i.timestamp,
+        })
+        .collect()
+}
+
+/// Items as values of objects of `resource` in `namespace`; items without an object are not
+/// custom metric values and are left out.
+pub fn custom_values(items: Vec<Item>, resource: &str, namespace: Option<&str>) -> Vec<CustomValue> {
+    let (kind, api_version) = kind_of(resource);
+    items
+        .into_iter()
+        .filter_map(|i| {
+            Some(CustomValue {
+                object: ObjectRef {
+                    kind: kind.clone(),
+                    api_version: api_version.clone(),
+                    namespace: namespace.map(str::to_string),
+                    name: i.object?,
+                },
+                value: i.value,
+                timestamp: i.timestamp,
+            })
+        })
+        .collect()
 }
 
 impl Signals {
