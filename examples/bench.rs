@@ -274,8 +274,12 @@ async fn soak(args: &[String]) {
     let store = Store::default();
     store.set("cluster", cluster(20, 40));
     let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
-    let mut prom = LocalPrometheus::start(&[addr], Duration::from_secs(1)).await.expect("prometheus");
-    prom.wait_for_first_scrape(Duration::from_secs(30)).await.expect("first scrape");
+    let mut prom = LocalPrometheus::start(&[addr], Duration::from_secs(1))
+        .await
+        .expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(30))
+        .await
+        .expect("first scrape");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("soak.yaml");
     std::fs::write(
@@ -285,8 +289,19 @@ async fn soak(args: &[String]) {
     .expect("config");
     let log = dir.path().join("server.log");
     let mut server = tokio::process::Command::new(&bin)
-        .args(["serve", "--config", cfg.to_str().unwrap_or_default(), "--prometheus-url", &prom.url])
-        .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap_or_default(),
+            "--prometheus-url",
+            &prom.url,
+        ])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+        ])
         .env("RUST_LOG", "warn")
         .stderr(std::fs::File::create(&log).expect("log file"))
         .kill_on_drop(true)
@@ -313,7 +328,10 @@ async fn soak(args: &[String]) {
     ];
     let started = Instant::now();
     let window = Duration::from_secs(seconds);
-    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<(String, u16), u64>::new()));
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        (String, u16),
+        u64,
+    >::new()));
     let zeros = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..workers {
@@ -324,13 +342,15 @@ async fn soak(args: &[String]) {
         let zeros = zeros.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = w;
+            let mut j = w;
             while started.elapsed() < window {
                 i += 1;
                 // Every 4th request: a selector never seen before (bounded by the cache).
                 let (kind, path) = if i % 4 == 0 {
                     ("random-selector".to_string(), format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{},host!%3Dr{i}", i % 20))
                 } else {
-                    let (k, p) = &kinds[i % kinds.len()];
+                    j += 1;
+                    let (k, p) = &kinds[j % kinds.len()];
                     (k.to_string(), p.clone())
                 };
                 let code = match c.get(format!("{base}{path}")).send().await {
@@ -355,7 +375,11 @@ async fn soak(args: &[String]) {
     let rss = |pid: &str| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0)
     };
     let mut memory = Vec::new();
@@ -377,7 +401,11 @@ async fn soak(args: &[String]) {
     let _ = server.kill().await;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let panics = log_text.matches("panicked").count();
-    let total: u64 = counts.lock().unwrap_or_else(|p| p.into_inner()).values().sum();
+    let total: u64 = counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .sum();
     println!("soak seconds={seconds} workers={workers} requests={total} prometheus_restarts_every={restart_every}s server_alive={alive} panics={panics} zero_values_served={}", zeros.load(std::sync::atomic::Ordering::Relaxed));
     for ((kind, code), n) in counts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         println!("  {kind:<16} {code} {n}");

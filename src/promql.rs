@@ -87,6 +87,9 @@ pub fn quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
                 out.push_str(&format!("\\x{:02x}", c as u32));
             }
+            // Prometheus' lexer takes a literal U+FFFD for a decoding error and refuses the
+            // query; escaped, it is the character itself.
+            '\u{fffd}' => out.push_str("\\ufffd"),
             c => out.push(c),
         }
     }
@@ -374,6 +377,7 @@ mod tests {
     #[test]
     fn quote_escapes_control_characters() {
         assert_eq!(quote("a\u{1}b\u{7f}"), r#""a\x01b\x7f""#);
+        assert_eq!(quote("a\u{fffd}"), r#""a\ufffd""#);
         assert_eq!(quote("é"), "\"é\"");
     }
 

@@ -94,7 +94,13 @@ impl Selector {
         }
         requirements.sort();
         requirements.dedup();
-        Ok(Self { requirements })
+        let selector = Self { requirements };
+        // The normal form can be longer than the input (`k in(a)` prints as `k in (a)`); it
+        // must parse again, so it is held to the same limit.
+        if selector.to_string().len() > MAX_SELECTOR_LEN {
+            return Err(err(format!("longer than {MAX_SELECTOR_LEN} bytes")));
+        }
+        Ok(selector)
     }
 
     /// Evaluates the selector against a label set, with Kubernetes semantics: `!=` and `notin`
@@ -375,7 +381,8 @@ impl Parser {
                 None => return Err("expected ')' but the selector ended".into()),
             }
         }
-        if values.len() == 1 && values[0].is_empty() {
+        // `(,)` holds only the empty value, which prints as `()`: refuse it as `()` is.
+        if values.iter().all(String::is_empty) {
             return Err("for 'in' and 'notin' the set of values can't be empty".into());
         }
         Ok(values)

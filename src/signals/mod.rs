@@ -365,7 +365,11 @@ impl MetricsProvider for Signals {
         };
         let items = signal.evaluate(self, &request, Mode::Serve).await.result?;
         self.observe_ages(&items);
-        Ok(custom_values(items, &req.resource, req.namespace.as_deref()))
+        Ok(custom_values(
+            items,
+            &req.resource,
+            req.namespace.as_deref(),
+        ))
     }
 }
 
@@ -383,7 +387,11 @@ pub fn external_values(items: Vec<Item>) -> Vec<ExternalValue> {
 
 /// Items as values of objects of `resource` in `namespace`; items without an object are not
 /// custom metric values and are left out.
-pub fn custom_values(items: Vec<Item>, resource: &str, namespace: Option<&str>) -> Vec<CustomValue> {
+pub fn custom_values(
+    items: Vec<Item>,
+    resource: &str,
+    namespace: Option<&str>,
+) -> Vec<CustomValue> {
     let (kind, api_version) = kind_of(resource);
     items
         .into_iter()
