@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use flink_hpa_bridge::exporter::Series;
 use flink_hpa_bridge::promql::{self, MatchOp, Matcher, TranslateError, Translation};
-use flink_hpa_bridge::selector::{Operator, Selector, MAX_REQUIREMENTS, MAX_SELECTOR_LEN};
+use flink_hpa_bridge::selector::{Selector, MAX_REQUIREMENTS, MAX_SELECTOR_LEN};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{TestCaseError, TestRunner};
