@@ -33,7 +33,7 @@ struct Entry<V> {
 }
 
 pub struct Cache<V> {
-    entries: Mutex<HashMap<String, Entry<V>>>,
+    entries: Mutex<HashMap<Arc<str>, Entry<V>>>,
     settings: CacheSettings,
     metrics: Arc<Metrics>,
     /// What a fetch that panicked yields, so waiters get an answer.
@@ -54,7 +54,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<V>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry<V>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -67,14 +67,19 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// The value for `key`, fetching it with `make_fetch()` when there is none fresh enough.
-    pub async fn get(self: &Arc<Self>, key: &str, make_fetch: impl FnOnce() -> Fetch<V>) -> Arc<V> {
+    /// The key is shared, not copied: entries are counted in thousands.
+    pub async fn get(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        make_fetch: impl FnOnce() -> Fetch<V>,
+    ) -> Arc<V> {
         let refresh = self.settings.refresh_interval;
         let waiting = {
             let mut entries = self.lock();
-            if !entries.contains_key(key) {
+            if !entries.contains_key(&**key) {
                 self.make_room(&mut entries);
                 entries.insert(
-                    key.to_string(),
+                    key.clone(),
                     Entry {
                         value: None,
                         in_flight: None,
@@ -84,7 +89,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 );
                 self.metrics.cache_entries.set(entries.len() as i64);
             }
-            let Some(entry) = entries.get_mut(key) else {
+            let Some(entry) = entries.get_mut(&**key) else {
                 return Arc::new((self.on_panic)("cache entry vanished".into()));
             };
             entry.last_access = Instant::now();
@@ -126,9 +131,9 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// Runs `fetch` on its own task, which stores the result whether or not anyone waits for
     /// it, so a caller that gives up does not cancel it for the others and a background or
     /// stale-while-refresh fetch lands in the cache.
-    fn start(self: &Arc<Self>, key: &str, fetch: Fetch<V>) -> InFlight<V> {
+    fn start(self: &Arc<Self>, key: &Arc<str>, fetch: Fetch<V>) -> InFlight<V> {
         let weak: Weak<Self> = Arc::downgrade(self);
-        let key = key.to_string();
+        let key = key.clone();
         let on_panic = self.on_panic;
         let task = tokio::spawn(async move {
             let value = Arc::new(
@@ -139,7 +144,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             );
             if let Some(cache) = weak.upgrade() {
                 let mut entries = cache.lock();
-                if let Some(entry) = entries.get_mut(&key) {
+                if let Some(entry) = entries.get_mut(&*key) {
                     entry.value = Some((value.clone(), Instant::now()));
                     entry.in_flight = None;
                 }
@@ -157,7 +162,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// Evicts the least recently requested entry when the cache is full.
-    fn make_room(&self, entries: &mut HashMap<String, Entry<V>>) {
+    fn make_room(&self, entries: &mut HashMap<Arc<str>, Entry<V>>) {
         while entries.len() >= self.settings.max_entries.max(1) {
             let oldest = entries
                 .iter()
@@ -186,7 +191,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         if evicted > 0 {
             self.metrics.cache_evictions.inc_by(evicted as u64);
         }
-        let due: Vec<String> = entries
+        let due: Vec<Arc<str>> = entries
             .iter()
             .filter(|(_, e)| e.in_flight.is_none())
             .filter(|(_, e)| {
@@ -197,7 +202,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            if let Some(entry) = entries.get_mut(&key) {
+            if let Some(entry) = entries.get_mut(&*key) {
                 entry.in_flight = Some(self.start(&key, entry.fetch.clone()));
             }
         }
@@ -260,8 +265,10 @@ mod tests {
             let c = c.clone();
             let calls = calls.clone();
             handles.push(tokio::spawn(async move {
-                *c.get("q", || counting_fetch(calls, Duration::from_millis(50)))
-                    .await
+                *c.get(&Arc::from("q"), || {
+                    counting_fetch(calls, Duration::from_millis(50))
+                })
+                .await
             }));
         }
         for h in handles {
@@ -269,7 +276,7 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Fresh: served from memory.
-        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
+        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 1);
     }
 
     fn unreachable_fetch() -> Fetch<usize> {
@@ -281,23 +288,28 @@ mod tests {
         let c = cache(50, 10);
         let calls = Arc::new(AtomicUsize::new(0));
         assert_eq!(
-            *c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
-                .await,
+            *c.get(&Arc::from("q"), || counting_fetch(
+                calls.clone(),
+                Duration::ZERO
+            ))
+            .await,
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         // Older than the interval but within twice it: the old value, and a refresh starts.
-        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
+        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(*c.get("q", || unreachable_fetch()).await, 2);
+        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 2);
     }
 
     #[tokio::test]
     async fn background_refresh_and_idle_eviction() {
         let c = cache(30, 10);
         let calls = Arc::new(AtomicUsize::new(0));
-        c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
-            .await;
+        c.get(&Arc::from("q"), || {
+            counting_fetch(calls.clone(), Duration::ZERO)
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(40)).await;
         c.maintain();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -316,7 +328,7 @@ mod tests {
         let c = cache(10_000, 3);
         let calls = Arc::new(AtomicUsize::new(0));
         for i in 0..10 {
-            c.get(&format!("q{i}"), || {
+            c.get(&Arc::from(format!("q{i}")), || {
                 counting_fetch(calls.clone(), Duration::ZERO)
             })
             .await;

@@ -167,13 +167,17 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
     let body: Result<Value, ApiError> = match eval.result {
         Err(e) => Err(e.into()),
         Ok(items) => match spec.api {
-            Api::External => wire::external_list(&args.metric, &external_values(items)),
-            Api::Custom => wire::custom_list(
-                "v1beta2",
-                &args.metric,
-                &series,
-                &custom_values(items, &spec.resource, namespace.as_deref()),
-            ),
+            Api::External => {
+                let values = external_values(items);
+                wire::external_list(&args.metric, &values)
+                    .map(|l| serde_json::to_value(l).unwrap_or_default())
+            }
+            Api::Custom => {
+                let values = custom_values(items, &spec.resource, namespace.as_deref());
+                let selector = wire::label_selector(&series);
+                wire::custom_list("v1beta2", &args.metric, &selector, &values)
+                    .map(|l| serde_json::to_value(l).unwrap_or_default())
+            }
         },
     };
     let (code, json) = match body {

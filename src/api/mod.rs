@@ -397,6 +397,11 @@ async fn custom_metric(
     }
     Ok(json_response(
         StatusCode::OK,
-        &wire::custom_list(&version, &metric, &req.metric_selector, &values)?,
+        &wire::custom_list(
+            &version,
+            &metric,
+            &wire::label_selector(&req.metric_selector),
+            &values,
+        )?,
     ))
 }

@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::provider::{
@@ -88,7 +89,7 @@ impl IntoResponse for ApiError {
 
 /// Always `application/json`, whatever the client's `Accept` asked for: client-go decodes by
 /// the response's content type, and a 406 would fail the HPA.
-pub fn json_response(code: StatusCode, body: &Value) -> Response {
+pub fn json_response<T: Serialize + ?Sized>(code: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (
         code,
@@ -148,68 +149,138 @@ pub fn label_selector(sel: &Selector) -> Value {
     json!({ "matchExpressions": exprs })
 }
 
-pub fn external_list(metric: &str, values: &[ExternalValue]) -> Result<Value, ApiError> {
+/// Metric lists are serialized straight from typed views of the values: no intermediate JSON
+/// tree, since a `pods/*` answer can hold hundreds of items.
+#[derive(Serialize)]
+pub struct MetricList<T> {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Empty,
+    items: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+pub struct ExternalItem<'a> {
+    #[serde(rename = "metricName")]
+    metric_name: &'a str,
+    #[serde(rename = "metricLabels")]
+    metric_labels: &'a std::collections::BTreeMap<String, String>,
+    timestamp: String,
+    value: String,
+}
+
+pub fn external_list<'a>(
+    metric: &'a str,
+    values: &'a [ExternalValue],
+) -> Result<MetricList<ExternalItem<'a>>, ApiError> {
     let mut items = Vec::with_capacity(values.len());
     for v in values {
-        items.push(json!({
-            "metricName": metric,
-            "metricLabels": v.labels,
-            "timestamp": timestamp(v.timestamp),
-            "value": quantity(v.value)?,
-        }));
+        items.push(ExternalItem {
+            metric_name: metric,
+            metric_labels: &v.labels,
+            timestamp: timestamp(v.timestamp),
+            value: quantity(v.value)?,
+        });
     }
-    Ok(json!({
-        "kind": "ExternalMetricValueList",
-        "apiVersion": format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"),
-        "metadata": {},
-        "items": items,
-    }))
+    Ok(MetricList {
+        kind: "ExternalMetricValueList",
+        api_version: format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"),
+        metadata: Empty {},
+        items,
+    })
 }
 
-fn described_object(o: &ObjectRef) -> Value {
-    let mut m = Map::new();
-    m.insert("kind".into(), json!(o.kind));
-    if let Some(ns) = &o.namespace {
-        m.insert("namespace".into(), json!(ns));
-    }
-    m.insert("name".into(), json!(o.name));
-    m.insert("apiVersion".into(), json!(o.api_version));
-    Value::Object(m)
+#[derive(Serialize)]
+pub struct Described<'a> {
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    name: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
 }
 
-pub fn custom_list(
+impl<'a> From<&'a ObjectRef> for Described<'a> {
+    fn from(o: &'a ObjectRef) -> Self {
+        Self {
+            kind: &o.kind,
+            namespace: o.namespace.as_deref(),
+            name: &o.name,
+            api_version: &o.api_version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MetricIdentifier<'a> {
+    name: &'a str,
+    selector: &'a Value,
+}
+
+/// One item, shaped for the requested version: v1beta2 nests the metric's name and selector,
+/// v1beta1 has them at the top level, the name as `metricName`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum CustomItem<'a> {
+    V1beta2 {
+        #[serde(rename = "describedObject")]
+        described_object: Described<'a>,
+        metric: MetricIdentifier<'a>,
+        timestamp: String,
+        value: String,
+    },
+    V1beta1 {
+        #[serde(rename = "describedObject")]
+        described_object: Described<'a>,
+        #[serde(rename = "metricName")]
+        metric_name: &'a str,
+        timestamp: String,
+        value: String,
+        selector: &'a Value,
+    },
+}
+
+/// `selector` is the request's `metricLabelSelector` as a `LabelSelector` ([`label_selector`]).
+pub fn custom_list<'a>(
     version: &str,
-    metric: &str,
-    metric_selector: &Selector,
-    values: &[CustomValue],
-) -> Result<Value, ApiError> {
-    let selector = label_selector(metric_selector);
+    metric: &'a str,
+    selector: &'a Value,
+    values: &'a [CustomValue],
+) -> Result<MetricList<CustomItem<'a>>, ApiError> {
     let mut items = Vec::with_capacity(values.len());
     for v in values {
-        let item = if version == "v1beta1" {
-            json!({
-                "describedObject": described_object(&v.object),
-                "metricName": metric,
-                "timestamp": timestamp(v.timestamp),
-                "value": quantity(v.value)?,
-                "selector": selector,
-            })
+        let (timestamp, value) = (timestamp(v.timestamp), quantity(v.value)?);
+        let described_object = Described::from(&v.object);
+        items.push(if version == "v1beta1" {
+            CustomItem::V1beta1 {
+                described_object,
+                metric_name: metric,
+                timestamp,
+                value,
+                selector,
+            }
         } else {
-            json!({
-                "describedObject": described_object(&v.object),
-                "metric": { "name": metric, "selector": selector },
-                "timestamp": timestamp(v.timestamp),
-                "value": quantity(v.value)?,
-            })
-        };
-        items.push(item);
+            CustomItem::V1beta2 {
+                described_object,
+                metric: MetricIdentifier {
+                    name: metric,
+                    selector,
+                },
+                timestamp,
+                value,
+            }
+        });
     }
-    Ok(json!({
-        "kind": "MetricValueList",
-        "apiVersion": format!("{CUSTOM_GROUP}/{version}"),
-        "metadata": {},
-        "items": items,
-    }))
+    Ok(MetricList {
+        kind: "MetricValueList",
+        api_version: format!("{CUSTOM_GROUP}/{version}"),
+        metadata: Empty {},
+        items,
+    })
 }
 
 fn resource_entry(name: String, namespaced: bool, kind: &str) -> Value {

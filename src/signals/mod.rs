@@ -94,7 +94,7 @@ pub enum Objects {
 /// One Prometheus answer, grouped.
 #[derive(Debug)]
 pub struct Fetched {
-    pub promql: String,
+    pub promql: Arc<str>,
     pub groups: Vec<Group>,
     pub samples: Vec<Sample>,
     pub warnings: Vec<String>,
@@ -212,12 +212,18 @@ impl Signals {
     }
 
     async fn fetch(&self, signal: &str, spec: QuerySpec, mode: Mode) -> Outcome {
-        let promql = spec.promql();
+        let promql: Arc<str> = Arc::from(spec.promql());
         let make = || -> Fetch<Outcome> {
             let prom = self.prom.clone();
             let metrics = self.metrics.clone();
-            let signal = signal.to_string();
-            let spec = Arc::new(spec.clone());
+            let signal: Arc<str> = Arc::from(signal);
+            // Reading an answer needs only the parts' names and labels, not their text: a
+            // cache of thousands of entries keeps one copy of each query.
+            let mut shape = spec.clone();
+            for p in &mut shape.parts {
+                p.expr = String::new();
+            }
+            let spec = Arc::new(shape);
             let promql = promql.clone();
             Arc::new(move || {
                 run_query(
@@ -240,10 +246,11 @@ impl Signals {
 async fn run_query(
     prom: prometheus::Client,
     metrics: Arc<Metrics>,
-    signal: String,
+    signal: Arc<str>,
     spec: Arc<QuerySpec>,
-    promql: String,
+    promql: Arc<str>,
 ) -> Outcome {
+    let signal: &str = &signal;
     let started = Instant::now();
     let mut result = prom.instant(&promql).await;
     // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
@@ -259,11 +266,11 @@ async fn run_query(
     }
     metrics
         .query_duration
-        .with_label_values(&[&signal])
+        .with_label_values(&[signal])
         .observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics.queries.with_label_values(&[&signal, outcome]).inc();
-    let result = result.map_err(|e| backend_error(&signal, e))?;
+    metrics.queries.with_label_values(&[signal, outcome]).inc();
+    let result = result.map_err(|e| backend_error(signal, e))?;
     if !result.warnings.is_empty() && !prom.accepts_warnings() {
         // Thanos and Cortex flag partial answers (a store down) with warnings: a partial sum
         // is a wrong number.
@@ -521,7 +528,7 @@ impl Signal {
             .cloned()
             .collect();
         Evaluation {
-            promql: Some(fetched.promql.clone()),
+            promql: Some(fetched.promql.to_string()),
             samples,
             samples_total: fetched.samples.len(),
             selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
@@ -1109,7 +1116,8 @@ impl Signal {
             }
             match self.resolve(&g, now) {
                 Ok(value) => items.push(Item {
-                    labels: g.labels.clone(),
+                    // Custom metric values carry the object, not the series labels.
+                    labels: BTreeMap::new(),
                     object: Some(name),
                     value,
                     timestamp: g.newest.unwrap_or(now),
