@@ -134,10 +134,20 @@ for ours, floor in [("discovery-ours", "discovery-nginx"), ("external-cached-our
     print(f"throughput ratio nginx/ours {ours:<24} {rps(floor)/rps(ours):.2f}x")
 PY
 
+# The servers above keep refreshing what they were asked for; stop them so that Prometheus'
+# own request counter sees only the runs below.
+kill "$SERVER_PID" "${PIDS[2]}" 2>/dev/null || true
+sleep 1
+
 echo "--- Prometheus queries per refresh interval (5 s), HPAs polling every 1 s for 30 s"
+# A fresh server per run, so only that run's HPAs' queries are refreshed and counted.
 for n in 1 10 100; do
   for jobs in same different; do
-    $BENCH hpas --server "$S" --prometheus-url "$PROM" --hpas $n --jobs $jobs --seconds 30 --poll-ms 1000 --refresh-seconds 5
+    $BIN serve --config "$OUT/cached.yaml" --prometheus-url "$PROM" --bind-address 127.0.0.1 --secure-port 18447 2>>"$OUT/hpas.log" &
+    HPA_SERVER=$!
+    for _ in $(seq 100); do curl -skf "https://127.0.0.1:18447/readyz" >/dev/null && break; sleep 0.1; done
+    $BENCH hpas --server https://127.0.0.1:18447 --prometheus-url "$PROM" --hpas $n --jobs $jobs --seconds 30 --poll-ms 1000 --refresh-seconds 5
+    kill $HPA_SERVER; wait $HPA_SERVER 2>/dev/null || true
   done
 done
 
@@ -145,4 +155,8 @@ echo "--- start to /readyz = 200 (with config, Prometheus not yet asked)"
 $BENCH ready --bin "$BIN" --config "$OUT/cached.yaml" --prometheus-url "$PROM" --runs 20 --port 18446
 
 echo "--- resident memory after 10,000 distinct keys"
-$BENCH keys --server "$S" --pid "$SERVER_PID" --count 10000
+$BIN serve --config "$OUT/cached.yaml" --prometheus-url "$PROM" --bind-address 127.0.0.1 --secure-port 18448 2>"$OUT/keys.log" &
+KEYS_PID=$!
+PIDS+=($KEYS_PID)
+for _ in $(seq 100); do curl -skf "https://127.0.0.1:18448/readyz" >/dev/null && break; sleep 0.1; done
+$BENCH keys --server https://127.0.0.1:18448 --pid "$KEYS_PID" --count 10000
