@@ -26,6 +26,18 @@ fn num(args: &[String], name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Resident memory of process `pid`, KiB, from /proc.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -209,17 +221,7 @@ async fn keys(args: &[String]) {
     let pid = arg(args, "--pid").expect("--pid");
     let n = num(args, "--count", 10_000);
     let c = client();
-    let rss = |pid: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let before = rss(&pid);
+    let before = rss_kib(&pid);
     let started = Instant::now();
     // Distinct selectors that do not fit the grouped query: each is its own cache entry.
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
@@ -259,7 +261,7 @@ async fn keys(args: &[String]) {
     println!(
         "keys={n} seconds={:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={} {entries}",
         started.elapsed().as_secs_f64(),
-        rss(&pid)
+        rss_kib(&pid)
     );
 }
 
@@ -372,21 +374,11 @@ async fn soak(args: &[String]) {
             }
         }));
     }
-    let rss = |pid: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
     let mut memory = Vec::new();
     let mut next_restart = Duration::from_secs(restart_every);
     while started.elapsed() < window {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        memory.push((started.elapsed().as_secs(), rss(&pid)));
+        memory.push((started.elapsed().as_secs(), rss_kib(&pid)));
         if started.elapsed() >= next_restart {
             prom.kill().await;
             tokio::time::sleep(Duration::from_secs(3)).await;

@@ -116,12 +116,7 @@ async fn start_fake_api(
         let events = events.clone();
         async move {
             if w.watch.as_deref() == Some("true") {
-                let rx = events.subscribe();
-                let stream = futures::stream::unfold(rx, |mut rx| async move {
-                    let ev = rx.recv().await.ok()?;
-                    Some((Ok::<_, std::io::Error>(format!("{ev}\n")), rx))
-                });
-                axum::body::Body::from_stream(stream).into_response()
+                watch_body(&events).into_response()
             } else {
                 Json(json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "1"}, "items": [initial]}))
                     .into_response()

@@ -55,12 +55,7 @@ async fn pod_selector_is_resolved_against_the_pod_cache() {
             let events = events_tx.clone();
             async move {
                 if p.watch.as_deref() == Some("true") {
-                    let rx = events.subscribe();
-                    let stream = futures::stream::unfold(rx, |mut rx| async move {
-                        let ev = rx.recv().await.ok()?;
-                        Some((Ok::<_, std::io::Error>(format!("{ev}\n")), rx))
-                    });
-                    axum::body::Body::from_stream(stream).into_response()
+                    watch_body(&events).into_response()
                 } else {
                     axum::Json(
                         json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",

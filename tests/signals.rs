@@ -35,6 +35,26 @@ fn ext(ns: &str, metric: &str, selector: &str) -> String {
     )
 }
 
+/// Waits for data at `path`, then checks the exact list the HPA receives: one item with these
+/// labels and this value, stamped with a recent sample time.
+async fn expect_one(
+    client: &Client,
+    path: &str,
+    metric: &str,
+    labels: serde_json::Value,
+    value: f64,
+) {
+    let body = client.get_ok(path).await;
+    let ts = recent_timestamp(&body["items"][0]["timestamp"]);
+    assert_eq!(
+        body,
+        external_list(
+            metric,
+            vec![json!({"metricLabels": labels, "timestamp": ts, "value": quantity(value)})]
+        )
+    );
+}
+
 fn external_list(metric: &str, items: Vec<serde_json::Value>) -> serde_json::Value {
     let items: Vec<_> = items
         .into_iter()
@@ -77,19 +97,14 @@ async fn busy_time_max_is_the_busiest_non_nan_subtask_of_the_job() {
         vec![task(&other_ns, "tm-0", JOB, "enrich", 0).series("busyTimeMsPerSecond", 1000.0)],
     );
 
-    let body = client
-        .get_ok(&ext(&ns, "flink_busy_time_max", "job_name=orders-enrich"))
-        .await;
-    let ts = recent_timestamp(&body["items"][0]["timestamp"]);
-    assert_eq!(
-        body,
-        external_list(
-            "flink_busy_time_max",
-            vec![
-                json!({"metricLabels": {"job_name": "orders_enrich"}, "timestamp": ts, "value": quantity(expected)})
-            ]
-        )
-    );
+    expect_one(
+        &client,
+        &ext(&ns, "flink_busy_time_max", "job_name=orders-enrich"),
+        "flink_busy_time_max",
+        json!({"job_name": "orders_enrich"}),
+        expected,
+    )
+    .await;
     // The label value as Flink exports it works too, and `==` / `in` mean the same.
     for sel in [
         "job_name=orders_enrich",
@@ -307,41 +322,27 @@ async fn kafka_lag_records_from_pending_records_and_from_kafka_exporter() {
     ));
     bed.store.set(&ns, series);
 
-    let b = client
-        .get_ok(&ext(
-            &ns,
-            "flink_kafka_lag_records",
-            "job_name=orders-enrich",
-        ))
-        .await;
-    let ts = recent_timestamp(&b["items"][0]["timestamp"]);
-    assert_eq!(
-        b,
-        external_list(
-            "flink_kafka_lag_records",
-            vec![
-                json!({"metricLabels": {"job_name": "orders_enrich"}, "timestamp": ts, "value": quantity(pending)})
-            ]
-        )
-    );
+    expect_one(
+        &client,
+        &ext(&ns, "flink_kafka_lag_records", "job_name=orders-enrich"),
+        "flink_kafka_lag_records",
+        json!({"job_name": "orders_enrich"}),
+        pending,
+    )
+    .await;
 
-    let b = client
-        .get_ok(&ext(
+    expect_one(
+        &client,
+        &ext(
             &ns,
             "flink_kafka_lag_records",
             &format!("consumergroup={group},topic=orders"),
-        ))
-        .await;
-    let ts = recent_timestamp(&b["items"][0]["timestamp"]);
-    assert_eq!(
-        b,
-        external_list(
-            "flink_kafka_lag_records",
-            vec![
-                json!({"metricLabels": {"consumergroup": group, "topic": "orders"}, "timestamp": ts, "value": quantity(exporter_lag)})
-            ]
-        )
-    );
+        ),
+        "flink_kafka_lag_records",
+        json!({"consumergroup": group, "topic": "orders"}),
+        exporter_lag,
+    )
+    .await;
     // The whole group: one item per topic, which the HPA sums.
     let b = client
         .get_ok(&ext(
@@ -387,23 +388,14 @@ async fn kafka_lag_seconds_is_backlog_over_consumption_rate() {
         series.push(w.operator_series("enrich", "op2", "numRecordsOutPerSecond", 1e6));
     }
     bed.store.set(&ns, series);
-    let b = client
-        .get_ok(&ext(
-            &ns,
-            "flink_kafka_lag_seconds",
-            "job_name=orders-enrich",
-        ))
-        .await;
-    let ts = recent_timestamp(&b["items"][0]["timestamp"]);
-    assert_eq!(
-        b,
-        external_list(
-            "flink_kafka_lag_seconds",
-            vec![
-                json!({"metricLabels": {"job_name": "orders_enrich"}, "timestamp": ts, "value": quantity(backlog / rate)})
-            ]
-        )
-    );
+    expect_one(
+        &client,
+        &ext(&ns, "flink_kafka_lag_seconds", "job_name=orders-enrich"),
+        "flink_kafka_lag_seconds",
+        json!({"job_name": "orders_enrich"}),
+        backlog / rate,
+    )
+    .await;
 
     // Zero backlog is zero seconds, whatever the rate.
     let idle = unique("lagsec-idle");
@@ -483,23 +475,18 @@ async fn pravega_segments_per_stream_and_the_last_known_value_survives() {
         ],
     );
     // The HPA's namespace is not the controller's: the signal does not filter by namespace.
-    let body = client
-        .get_ok(&ext(
+    expect_one(
+        &client,
+        &ext(
             "flink",
             "pravega_stream_segments",
             &format!("scope={scope},stream=orders"),
-        ))
-        .await;
-    let ts = recent_timestamp(&body["items"][0]["timestamp"]);
-    assert_eq!(
-        body,
-        external_list(
-            "pravega_stream_segments",
-            vec![
-                json!({"metricLabels": {"scope": scope, "stream": "orders"}, "timestamp": ts, "value": quantity(a)})
-            ]
-        )
-    );
+        ),
+        "pravega_stream_segments",
+        json!({"scope": scope, "stream": "orders"}),
+        a,
+    )
+    .await;
     // A whole scope: one item per stream, summed by the HPA.
     let body = client
         .get_ok(&ext(

@@ -317,3 +317,14 @@ pub fn series(store: &Store, scenario: &str, s: Vec<Series>) {
 pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// A Kubernetes watch response for a fake API server: each event sent on `events`, one JSON
+/// object per line, as it happens.
+pub fn watch_body(events: &tokio::sync::broadcast::Sender<Value>) -> axum::body::Body {
+    let rx = events.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await.ok()?;
+        Some((Ok::<_, std::io::Error>(format!("{ev}\n")), rx))
+    });
+    axum::body::Body::from_stream(stream)
+}
