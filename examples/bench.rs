@@ -150,19 +150,9 @@ async fn ready(args: &[String]) {
 }
 
 async fn prometheus_queries(prom: &str) -> f64 {
-    let text = reqwest::get(format!("{prom}/metrics"))
+    flink_hpa_bridge::local_prometheus::query_requests(prom)
         .await
         .expect("prometheus metrics")
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("prometheus_http_requests_total{")
-                && l.contains("handler=\"/api/v1/query\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn hpas(args: &[String]) {

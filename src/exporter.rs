@@ -175,7 +175,21 @@ pub struct FlinkTask<'a> {
     pub tm_id: &'a str,
 }
 
-impl FlinkTask<'_> {
+impl<'a> FlinkTask<'a> {
+    /// Subtask 0 of a task `enrich` on pod `tm-0`: the smallest job there is, for tests.
+    pub fn single(namespace: &'a str, job_name: &'a str) -> Self {
+        Self {
+            namespace,
+            pod: "tm-0",
+            job_name,
+            job_id: "j",
+            task_name: "enrich",
+            task_id: "t",
+            subtask_index: 0,
+            tm_id: "tm-0",
+        }
+    }
+
     /// Labels of a `flink_taskmanager_job_task_*` series, plus what Kubernetes pod scraping
     /// adds: `namespace`, `pod`, and the TaskManager pod's own labels (`app`, `component`).
     pub fn labels(&self) -> Vec<(String, String)> {

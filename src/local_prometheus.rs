@@ -194,3 +194,18 @@ impl LocalPrometheus {
         let _ = self.child.kill().await;
     }
 }
+
+/// Query API requests a Prometheus server has answered so far, from its own `/metrics`
+/// (`prometheus_http_requests_total{handler="/api/v1/query"}`): how benchmarks and tests count
+/// the load this server puts on it.
+pub async fn query_requests(url: &str) -> Result<f64, reqwest::Error> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}

@@ -187,17 +187,10 @@ async fn kubectl_get_raw_reads_the_api() {
     let ns = unique("kubectl");
     bed.store.set(
         &ns,
-        vec![flink_hpa_bridge::exporter::FlinkTask {
-            namespace: &ns,
-            pod: "tm-0",
-            job_name: "orders-enrich",
-            job_id: "j",
-            task_name: "enrich",
-            task_id: "t",
-            subtask_index: 0,
-            tm_id: "tm-0",
-        }
-        .series("busyTimeMsPerSecond", 321.0)],
+        vec![
+            flink_hpa_bridge::exporter::FlinkTask::single(&ns, "orders-enrich")
+                .series("busyTimeMsPerSecond", 321.0),
+        ],
     );
     let path = format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/flink_busy_time_max?labelSelector=job_name%3Dorders-enrich");
     bed.main.client().get_ok(&path).await;

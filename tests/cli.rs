@@ -80,17 +80,7 @@ async fn query_shows_promql_samples_and_what_the_hpa_gets() {
     let v = rng.value(1.0, 999.0);
     bed.store.set(
         &ns,
-        vec![FlinkTask {
-            namespace: &ns,
-            pod: "tm-0",
-            job_name: "orders-enrich",
-            job_id: "j",
-            task_name: "enrich",
-            task_id: "t",
-            subtask_index: 0,
-            tm_id: "tm-0",
-        }
-        .series("busyTimeMsPerSecond", v)],
+        vec![FlinkTask::single(&ns, "orders-enrich").series("busyTimeMsPerSecond", v)],
     );
     wait_scraped(
         &format!("flink_taskmanager_job_task_busyTimeMsPerSecond{{namespace=\"{ns}\"}}"),

@@ -143,17 +143,7 @@ async fn prometheus_failures_give_clear_errors_and_recovery_without_restart() {
     let store = Store::default();
     store.set(
         "s",
-        vec![FlinkTask {
-            namespace: "faults",
-            pod: "tm-0",
-            job_name: "orders-enrich",
-            job_id: "j",
-            task_name: "enrich",
-            task_id: "t",
-            subtask_index: 0,
-            tm_id: "tm-0",
-        }
-        .series("busyTimeMsPerSecond", 612.0)],
+        vec![FlinkTask::single("faults", "orders-enrich").series("busyTimeMsPerSecond", 612.0)],
     );
     let exporter_addr = exporter::spawn(Arc::new(store)).await.unwrap();
     let mut prom = LocalPrometheus::start(&[exporter_addr], Duration::from_secs(1))

@@ -10,19 +10,9 @@ use flink_hpa_bridge::exporter::FlinkTask;
 
 /// Query API requests Prometheus has served, from its own `/metrics`.
 async fn prometheus_query_requests(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+    flink_hpa_bridge::local_prometheus::query_requests(url)
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("prometheus_http_requests_total{")
-                && l.contains("handler=\"/api/v1/query\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn own_counter(metrics: &str, signal: &str) -> f64 {
