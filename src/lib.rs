@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backend;
 pub mod cache;
 pub mod commands;
 pub mod config;

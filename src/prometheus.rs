@@ -66,10 +66,24 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
 }
 
+/// One series of a range-query result: `(Unix seconds, value)` points, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RangeResult {
+    pub series: Vec<RangeSeries>,
+    pub warnings: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     query_url: String,
+    range_url: String,
     base: String,
     timeout: Duration,
     token_file: Option<PathBuf>,
@@ -94,6 +108,13 @@ struct Data {
     #[serde(rename = "resultType")]
     result_type: String,
     result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct MatrixItem {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +163,7 @@ impl Client {
         Ok(Self {
             http,
             query_url: format!("{base}/api/v1/query"),
+            range_url: format!("{base}/api/v1/query_range"),
             base,
             timeout: settings.timeout,
             token_file: settings.bearer_token_file.clone(),
@@ -161,7 +183,101 @@ impl Client {
     /// Evaluates `query` at the current time. Sent as a form POST so long queries never hit
     /// URL length limits.
     pub async fn instant(&self, query: &str) -> Result<QueryResult, PromError> {
-        let mut req = self.http.post(&self.query_url).form(&[("query", query)]);
+        self.instant_at(query, None).await
+    }
+
+    /// Evaluates `query` at `time` (Unix seconds), or now.
+    pub async fn instant_at(
+        &self,
+        query: &str,
+        time: Option<f64>,
+    ) -> Result<QueryResult, PromError> {
+        let mut form = vec![("query", query.to_string())];
+        if let Some(t) = time {
+            form.push(("time", format!("{t:.3}")));
+        }
+        let (data, warnings) = self.call(&self.query_url, &form).await?;
+        let samples = match data.result_type.as_str() {
+            "vector" => {
+                let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                if items.len() > MAX_SERIES {
+                    return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
+                }
+                items
+                    .into_iter()
+                    .map(|i| Sample {
+                        labels: i.metric,
+                        value: parse_value(&i.value.1),
+                        timestamp: i.value.0,
+                    })
+                    .collect()
+            }
+            "scalar" => {
+                let (ts, v): (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                vec![Sample {
+                    labels: BTreeMap::new(),
+                    value: parse_value(&v),
+                    timestamp: ts,
+                }]
+            }
+            other => {
+                return Err(PromError::Decode(format!(
+                    "result type {other} where an instant vector or scalar was expected"
+                )))
+            }
+        };
+        Ok(QueryResult { samples, warnings })
+    }
+
+    /// Evaluates `query` at every `step` seconds from `start` to `end` (Unix seconds).
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<RangeResult, PromError> {
+        let form = vec![
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step}")),
+        ];
+        let (data, warnings) = self.call(&self.range_url, &form).await?;
+        if data.result_type != "matrix" {
+            return Err(PromError::Decode(format!(
+                "result type {} where a range vector was expected",
+                data.result_type
+            )));
+        }
+        let items: Vec<MatrixItem> =
+            serde_json::from_value(data.result).map_err(|e| PromError::Decode(e.to_string()))?;
+        if items.len() > MAX_SERIES {
+            return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
+        }
+        let series = items
+            .into_iter()
+            .map(|i| RangeSeries {
+                labels: i.metric,
+                points: i
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| (t, parse_value(&v)))
+                    .collect(),
+            })
+            .collect();
+        Ok(RangeResult { series, warnings })
+    }
+
+    /// Sends one query request and returns the answer's data and warnings.
+    async fn call(
+        &self,
+        url: &str,
+        form: &[(&str, String)],
+    ) -> Result<(Data, Vec<String>), PromError> {
+        let mut req = self.http.post(url).form(form);
         if let Some(path) = &self.token_file {
             // Read on every query: projected service-account tokens rotate on disk.
             let token = tokio::fs::read_to_string(path).await.map_err(|e| {
@@ -200,41 +316,7 @@ impl Client {
         let data = env
             .data
             .ok_or_else(|| PromError::Decode("success without data".into()))?;
-        let samples = match data.result_type.as_str() {
-            "vector" => {
-                let items: Vec<VectorItem> = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
-                if items.len() > MAX_SERIES {
-                    return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
-                }
-                items
-                    .into_iter()
-                    .map(|i| Sample {
-                        labels: i.metric,
-                        value: parse_value(&i.value.1),
-                        timestamp: i.value.0,
-                    })
-                    .collect()
-            }
-            "scalar" => {
-                let (ts, v): (f64, String) = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
-                vec![Sample {
-                    labels: BTreeMap::new(),
-                    value: parse_value(&v),
-                    timestamp: ts,
-                }]
-            }
-            other => {
-                return Err(PromError::Decode(format!(
-                    "result type {other} where an instant vector or scalar was expected"
-                )))
-            }
-        };
-        Ok(QueryResult {
-            samples,
-            warnings: env.warnings,
-        })
+        Ok((data, env.warnings))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> PromError {
