@@ -46,12 +46,12 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
     let spec = QuerySpec {
         parts: vec![
             Part {
-                name: PartName::Value,
+                name: PartName::VALUE,
                 expr: String::new(),
                 agg: Agg::Max,
             },
             Part {
-                name: PartName::Newest,
+                name: PartName::NEWEST,
                 expr: String::new(),
                 agg: Agg::Max,
             },
@@ -60,15 +60,14 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
         keep_samples: false,
     };
     let groups = (0..n)
-        .map(|i| Group {
-            labels: BTreeMap::from([
+        .map(|i| {
+            Group::new(BTreeMap::from([
                 ("namespace".to_string(), format!("ns-{}", i % 10)),
                 ("job_name".to_string(), format!("job_{}", i / 3)),
                 ("task_name".to_string(), format!("task_{}", i % 3)),
-            ]),
-            value: Some(i as f64),
-            newest: Some(1_700_000_000.0),
-            ..Default::default()
+            ]))
+            .with(PartName::VALUE, i as f64)
+            .with(PartName::NEWEST, 1_700_000_000.0)
         })
         .collect();
     (spec, groups)

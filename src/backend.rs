@@ -28,6 +28,11 @@ pub trait QueryBackend: Send + Sync + 'static {
 
     /// Where answers come from, for messages (a URL, or a description of the data).
     fn describe(&self) -> String;
+
+    /// The backend's present, Unix seconds: the evaluation time of an answer without samples.
+    fn now(&self) -> f64 {
+        crate::signals::now_unix()
+    }
 }
 
 #[async_trait]

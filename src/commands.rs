@@ -81,9 +81,9 @@ pub fn check_config(file: &Path, out: &mut impl Write) -> Result<(), ConfigError
     let cfg = Config::load(file)?;
     let _ = writeln!(out, "{}: OK", file.display());
     for s in &cfg.signals {
-        let api = match s.api {
+        let api = match s.api() {
             Api::External => "external".to_string(),
-            Api::Custom => format!("custom {}", s.resource),
+            Api::Custom => format!("custom {}", s.resource()),
         };
         let _ = writeln!(out, "  {:<32} {:<26} {api}", s.name, s.kind.to_string());
     }
@@ -117,7 +117,7 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
         })?
         .clone();
     let parse = |s: &str, what: &str| Selector::parse(s).map_err(|e| format!("{what}: {e}"));
-    let (series, objects) = match spec.api {
+    let (series, objects) = match spec.api() {
         Api::External => (parse(&args.selector, "--selector")?, None),
         Api::Custom => (
             parse(&args.metric_selector, "--metric-selector")?,
@@ -127,7 +127,7 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
             }),
         ),
     };
-    let namespace = (spec.resource != "namespaces" || spec.api == Api::External)
+    let namespace = (spec.resource() != "namespaces" || spec.api() == Api::External)
         .then(|| args.namespace.clone());
     let req = Request {
         namespace: namespace.clone(),
@@ -135,7 +135,7 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
         objects,
     };
     let eval = signals.evaluate(&args.metric, &req, Mode::Inspect).await;
-    let _ = writeln!(out, "PromQL sent to {}:", signals.prometheus().base_url());
+    let _ = writeln!(out, "PromQL sent to {}:", signals.backend_url());
     let _ = writeln!(
         out,
         "  {}",
@@ -166,14 +166,14 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
     }
     let body: Result<Value, ApiError> = match eval.result {
         Err(e) => Err(e.into()),
-        Ok(items) => match spec.api {
+        Ok(items) => match spec.api() {
             Api::External => {
                 let values = external_values(items);
                 wire::external_list(&args.metric, &values)
                     .map(|l| serde_json::to_value(l).unwrap_or_default())
             }
             Api::Custom => {
-                let values = custom_values(items, &spec.resource, namespace.as_deref());
+                let values = custom_values(items, spec.resource(), namespace.as_deref());
                 let selector = wire::label_selector(&series);
                 wire::custom_list("v1beta2", &args.metric, &selector, &values)
                     .map(|l| serde_json::to_value(l).unwrap_or_default())

@@ -5,8 +5,8 @@
 //! the field and what was expected, and a bad file is refused as a whole.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +54,9 @@ pub struct FileConfig {
     /// Include the five built-in signals (default true). Entries in `signals` with a built-in
     /// name replace that built-in.
     pub builtin_signals: Option<bool>,
+    /// Each entry is split into the fields every signal has and its kind's own options.
     #[serde(default)]
-    pub signals: Vec<SignalSection>,
+    pub signals: Vec<serde_yaml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,38 +129,8 @@ pub enum PodSource {
     Labels,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SignalType {
-    FlinkBusyTimeMax,
-    FlinkKafkaLagRecords,
-    FlinkKafkaLagSeconds,
-    PravegaStreamSegments,
-    FlinkTaskManagerBusyTime,
-    Promql,
-}
-
-impl fmt::Display for SignalType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        f.write_str(&s)
-    }
-}
-
-/// What a signal answers when its data is missing or bad.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Fallback {
-    /// An error: the HPA keeps the current replica count.
-    #[default]
-    Error,
-    /// This value instead. Only where it is truly what the data means ("no backlog series
-    /// means no backlog"), since a wrong 0 makes the HPA scale down.
-    Value(f64),
-}
+pub use crate::model::quality::{DataPolicy, Fallback};
+pub use crate::signals::kinds::{SignalKind, SignalType, BUILTIN_SIGNALS};
 
 /// As written in the file: `error`, `zero`, or a number.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,22 +152,6 @@ impl FallbackText {
     }
 }
 
-/// The five kinds of bad data and what each produces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DataPolicy {
-    /// No series match.
-    pub missing: Fallback,
-    /// Series exist but every sample is NaN.
-    pub nan: Fallback,
-    /// A sample is +Inf or -Inf.
-    pub infinite: Fallback,
-    /// A sample is negative (none of the built-in gauges can be).
-    pub negative: Fallback,
-    /// The newest sample is older than maxAge.
-    pub stale: Fallback,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Api {
@@ -204,12 +159,11 @@ pub enum Api {
     Custom,
 }
 
+/// The fields every signal has; a kind's own options are read by its module.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignalSection {
     pub name: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: Option<SignalType>,
     pub namespaced: Option<bool>,
     pub namespace_label: Option<String>,
     pub max_age: Option<String>,
@@ -222,29 +176,6 @@ pub struct SignalSection {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub flink_label_values: Option<bool>,
-    pub pod_label: Option<String>,
-    pub kafka_exporter_namespaced: Option<bool>,
-    pub rate_window: Option<String>,
-    pub zero_rate_seconds: Option<f64>,
-    pub lookback: Option<String>,
-    pub restart_hold: Option<RestartHoldSection>,
-    pub api: Option<Api>,
-    pub resource: Option<String>,
-    pub resource_label: Option<String>,
-    pub query: Option<String>,
-}
-
-/// `restartHold: off`, or its two durations.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum RestartHoldSection {
-    Off(String),
-    On {
-        #[serde(rename = "warmUp")]
-        warm_up: Option<String>,
-        #[serde(rename = "maxHold")]
-        max_hold: Option<String>,
-    },
 }
 
 /// While a Flink job restarts (every Reactive Mode rescale restarts it), its throughput drops
@@ -260,14 +191,17 @@ pub struct RestartHold {
     pub max_hold: Duration,
 }
 
+/// 120 s: `runningTime` starts when the job enters RUNNING, before its tasks have deployed
+/// and restored state (seconds to tens of seconds); Flink's per-second meters then average
+/// over 60 s (`MeterView`), and Prometheus scrapes every 15–30 s. Shorter, the first
+/// readings after a restart (busy ≈ 1000 ms/s, rates ramping from 0) are served.
 pub const DEFAULT_RESTART_HOLD: RestartHold = RestartHold {
-    warm_up: Duration::from_secs(60),
+    warm_up: Duration::from_secs(120),
     max_hold: Duration::from_secs(300),
 };
 
 /// The effective configuration after defaults, file and flags.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub prometheus: PrometheusSettings,
     pub server: ServerSettings,
@@ -325,35 +259,21 @@ pub struct ServerSettings {
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct SignalSpec {
     pub name: String,
-    #[serde(rename = "type")]
     pub kind: SignalType,
     /// Add `<namespace_label>="<request namespace>"` to the queried series.
     pub namespaced: bool,
     pub namespace_label: String,
     /// Newest sample older than this is stale; `None` turns the check off.
-    #[serde(with = "humantime_serde_compat::option")]
     pub max_age: Option<Duration>,
     pub data: DataPolicy,
     /// Selector key → Prometheus label.
     pub labels: BTreeMap<String, String>,
     pub flink_label_values: bool,
-    pub pod_label: String,
-    pub kafka_exporter_namespaced: bool,
-    #[serde(with = "humantime_serde_compat")]
-    pub rate_window: Duration,
-    pub zero_rate_seconds: Option<f64>,
-    #[serde(with = "humantime_serde_compat")]
-    pub lookback: Duration,
-    /// For signals about one Flink job: hold the last good value while it restarts.
-    pub restart_hold: Option<RestartHold>,
-    pub api: Api,
-    pub resource: String,
-    pub resource_label: String,
-    pub query: Option<String>,
+    /// The kind with its own options: its queries and its computation.
+    pub handler: Arc<dyn SignalKind>,
 }
 
 mod humantime_serde_compat {
@@ -381,52 +301,39 @@ mod humantime_serde_compat {
 impl SignalSpec {
     /// Defaults for a signal of `kind` called `name`.
     pub fn new(name: &str, kind: SignalType) -> Self {
-        let flink = !matches!(kind, SignalType::PravegaStreamSegments | SignalType::Promql);
+        Self::with_handler(name, crate::signals::kinds::default_kind(kind))
+    }
+
+    fn with_handler(name: &str, handler: Arc<dyn SignalKind>) -> Self {
         Self {
             name: name.to_string(),
-            kind,
+            kind: handler.signal_type(),
             // Flink pods are scraped with Kubernetes service discovery and carry the
-            // namespace they run in, which is the HPA's; the Pravega controller runs in its
-            // own namespace.
-            namespaced: !matches!(kind, SignalType::PravegaStreamSegments),
+            // namespace they run in, which is the HPA's.
+            namespaced: handler.default_namespaced(),
             namespace_label: "namespace".into(),
-            max_age: Some(DEFAULT_MAX_AGE),
+            max_age: handler.default_max_age(),
             data: DataPolicy::default(),
             labels: BTreeMap::new(),
-            flink_label_values: flink,
-            pod_label: "pod".into(),
-            kafka_exporter_namespaced: false,
-            rate_window: DEFAULT_RATE_WINDOW,
-            zero_rate_seconds: None,
-            lookback: DEFAULT_PRAVEGA_LOOKBACK,
-            restart_hold: matches!(
-                kind,
-                SignalType::FlinkBusyTimeMax
-                    | SignalType::FlinkKafkaLagRecords
-                    | SignalType::FlinkKafkaLagSeconds
-            )
-            .then_some(DEFAULT_RESTART_HOLD),
-            api: match kind {
-                SignalType::FlinkTaskManagerBusyTime => Api::Custom,
-                _ => Api::External,
-            },
-            resource: "pods".into(),
-            resource_label: "pod".into(),
-            query: None,
+            flink_label_values: handler.flink(),
+            handler,
         }
     }
-}
 
-pub const BUILTIN_SIGNALS: [(&str, SignalType); 5] = [
-    ("flink_busy_time_max", SignalType::FlinkBusyTimeMax),
-    ("flink_kafka_lag_records", SignalType::FlinkKafkaLagRecords),
-    ("flink_kafka_lag_seconds", SignalType::FlinkKafkaLagSeconds),
-    ("pravega_stream_segments", SignalType::PravegaStreamSegments),
-    (
-        "flink_taskmanager_busy_time",
-        SignalType::FlinkTaskManagerBusyTime,
-    ),
-];
+    pub fn api(&self) -> Api {
+        self.handler.api()
+    }
+
+    /// For custom metrics: the described resource.
+    pub fn resource(&self) -> &str {
+        self.handler.resource()
+    }
+
+    /// The series label naming a described object.
+    pub fn object_label(&self) -> &str {
+        self.handler.object_label()
+    }
+}
 
 pub fn builtin_signals() -> Vec<SignalSpec> {
     BUILTIN_SIGNALS
@@ -643,8 +550,38 @@ impl Config {
 
 type FieldError = (String, String);
 
-fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldError> {
-    let f = |name: &str| format!("signals[{i}].{name}");
+fn signal_from_section(value: serde_yaml::Value, i: usize) -> Result<SignalSpec, FieldError> {
+    let f = |name: &str| {
+        if name.is_empty() {
+            format!("signals[{i}]")
+        } else {
+            format!("signals[{i}].{name}")
+        }
+    };
+    let serde_yaml::Value::Mapping(mut m) = value else {
+        return Err((f(""), "expected a mapping with name and type".into()));
+    };
+    let kind = match m.remove("type") {
+        None => return Err((
+            f("type"),
+            "required: one of flinkBusyTimeMax, flinkKafkaLagRecords, flinkKafkaLagSeconds, pravegaStreamSegments, flinkTaskManagerBusyTime, promql".to_string(),
+        )),
+        Some(t) => serde_yaml::from_value::<SignalType>(t).map_err(|e| (f("type"), e.to_string()))?,
+    };
+    // Split the fields every signal has from the kind's own.
+    let mut common = serde_yaml::Mapping::new();
+    let mut own = serde_yaml::Mapping::new();
+    for (k, v) in m {
+        let is_common = k
+            .as_str()
+            .is_some_and(|k| crate::signals::kinds::options::COMMON_FIELDS.contains(&k));
+        if is_common {
+            common.insert(k, v);
+        } else {
+            own.insert(k, v);
+        }
+    }
+    let s: SignalSection = crate::signals::kinds::options::from_fields(common, &f)?;
     let name = s.name.ok_or_else(|| (f("name"), "required".to_string()))?;
     if !is_valid_metric_name(&name) {
         return Err((
@@ -652,84 +589,15 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
             format!("{name:?} must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"),
         ));
     }
-    let kind = s.kind.ok_or_else(|| {
-        (
-            f("type"),
-            "required: one of flinkBusyTimeMax, flinkKafkaLagRecords, flinkKafkaLagSeconds, pravegaStreamSegments, flinkTaskManagerBusyTime, promql".to_string(),
-        )
-    })?;
-    let mut spec = SignalSpec::new(&name, kind);
-
-    // Options that only some types read: refuse them elsewhere rather than ignore them.
-    let only = |present: bool, field: &str, types: &[SignalType]| -> Result<(), FieldError> {
-        if present && !types.contains(&kind) {
-            let list = types
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err((f(field), format!("not used by type {kind}; only by {list}")));
-        }
-        Ok(())
-    };
-    use SignalType::*;
-    only(
-        s.pod_label.is_some(),
-        "podLabel",
-        &[FlinkTaskManagerBusyTime],
-    )?;
-    only(
-        s.kafka_exporter_namespaced.is_some(),
-        "kafkaExporterNamespaced",
-        &[FlinkKafkaLagRecords, FlinkKafkaLagSeconds],
-    )?;
-    only(
-        s.rate_window.is_some(),
-        "rateWindow",
-        &[FlinkKafkaLagSeconds],
-    )?;
-    only(
-        s.zero_rate_seconds.is_some(),
-        "zeroRateSeconds",
-        &[FlinkKafkaLagSeconds],
-    )?;
-    only(s.lookback.is_some(), "lookback", &[PravegaStreamSegments])?;
-    only(
-        s.restart_hold.is_some(),
-        "restartHold",
-        &[FlinkBusyTimeMax, FlinkKafkaLagRecords, FlinkKafkaLagSeconds],
-    )?;
-    match s.restart_hold {
-        None => {}
-        Some(RestartHoldSection::Off(w)) if w == "off" => spec.restart_hold = None,
-        Some(RestartHoldSection::Off(w)) => {
-            return Err((
-                f("restartHold"),
-                format!("expected off or {{warmUp, maxHold}}, got {w:?}"),
-            ))
-        }
-        Some(RestartHoldSection::On { warm_up, max_hold }) => {
-            let mut h = DEFAULT_RESTART_HOLD;
-            if let Some(w) = warm_up {
-                h.warm_up = parse_duration(&w)
-                    .and_then(nonzero)
-                    .map_err(|m| (f("restartHold.warmUp"), m))?;
-            }
-            if let Some(m) = max_hold {
-                h.max_hold = parse_duration(&m)
-                    .and_then(nonzero)
-                    .map_err(|m| (f("restartHold.maxHold"), m))?;
-            }
-            spec.restart_hold = Some(h);
-        }
-    }
-    only(s.api.is_some(), "api", &[Promql])?;
-    only(s.resource.is_some(), "resource", &[Promql])?;
-    only(s.resource_label.is_some(), "resourceLabel", &[Promql])?;
-    only(s.query.is_some(), "query", &[Promql])?;
+    let handler = crate::signals::kinds::parse(kind, own, &f)?;
+    let mut spec = SignalSpec::with_handler(&name, handler);
 
     if let Some(v) = s.namespaced {
         spec.namespaced = v;
+    }
+    // Namespaces are cluster-scoped: their requests name no namespace to filter by.
+    if spec.api() == Api::Custom && spec.resource() == "namespaces" {
+        spec.namespaced = false;
     }
     if let Some(l) = s.namespace_label {
         check_label(&l).map_err(|m| (f("namespaceLabel"), m))?;
@@ -764,75 +632,13 @@ fn signal_from_section(s: SignalSection, i: usize) -> Result<SignalSpec, FieldEr
     if let Some(v) = s.flink_label_values {
         spec.flink_label_values = v;
     }
-    if let Some(l) = s.pod_label {
-        check_label(&l).map_err(|m| (f("podLabel"), m))?;
-        spec.pod_label = l;
-    }
-    if let Some(v) = s.kafka_exporter_namespaced {
-        spec.kafka_exporter_namespaced = v;
-    }
-    if let Some(w) = s.rate_window {
-        spec.rate_window = parse_duration(&w)
-            .and_then(nonzero)
-            .map_err(|m| (f("rateWindow"), m))?;
-    }
-    if let Some(z) = s.zero_rate_seconds {
-        if !z.is_finite() || z < 0.0 {
-            return Err((f("zeroRateSeconds"), "must be a finite number ≥ 0".into()));
-        }
-        spec.zero_rate_seconds = Some(z);
-    }
-    if let Some(l) = s.lookback {
-        spec.lookback = parse_duration(&l)
-            .and_then(nonzero)
-            .map_err(|m| (f("lookback"), m))?;
-    }
-    if kind == Promql {
-        spec.api = s.api.ok_or_else(|| {
-            (
-                f("api"),
-                "required for type promql: external or custom".into(),
-            )
-        })?;
-        let query = s
-            .query
-            .ok_or_else(|| (f("query"), "required for type promql".to_string()))?;
-        if !query.contains(MATCHERS_PLACEHOLDER) {
-            return Err((
-                f("query"),
-                format!("must contain {MATCHERS_PLACEHOLDER} where the request's label matchers go, e.g. sum(my_series{{{MATCHERS_PLACEHOLDER}}})"),
-            ));
-        }
-        spec.query = Some(query);
-        spec.max_age = None;
-        if spec.api == Api::Custom {
-            if let Some(r) = s.resource {
-                if r.is_empty() || r.contains('/') || r.contains(char::is_whitespace) {
-                    return Err((
-                        f("resource"),
-                        "expected a plural resource such as pods or deployments.apps".into(),
-                    ));
-                }
-                spec.resource = r;
-            }
-            if let Some(l) = s.resource_label {
-                check_label(&l).map_err(|m| (f("resourceLabel"), m))?;
-                spec.resource_label = l;
-            }
-            if spec.resource == "namespaces" {
-                spec.namespaced = false;
-            }
-        } else if s.resource.is_some() || s.resource_label.is_some() {
-            return Err((f("resource"), "only for api: custom".into()));
-        }
-    }
     Ok(spec)
 }
 
 /// Where a `promql` signal's template receives the request's label matchers.
 pub const MATCHERS_PLACEHOLDER: &str = "<<matchers>>";
 
-fn check_label(l: &str) -> Result<(), String> {
+pub(crate) fn check_label(l: &str) -> Result<(), String> {
     if is_valid_label_name(l) {
         Ok(())
     } else {
@@ -840,12 +646,12 @@ fn check_label(l: &str) -> Result<(), String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|_| format!("expected a duration such as 30s, 2m or 1h, got {s:?}"))
 }
 
-fn nonzero(d: Duration) -> Result<Duration, String> {
+pub(crate) fn nonzero(d: Duration) -> Result<Duration, String> {
     if d.is_zero() {
         Err("must be greater than zero".into())
     } else {
@@ -910,7 +716,7 @@ signals:
         assert_eq!(c.pod_source, PodSource::Labels);
         assert_eq!(c.signals.len(), 6);
         assert_eq!(c.signals[0].max_age, Some(Duration::from_secs(45)));
-        assert_eq!(c.signals[5].api, Api::External);
+        assert_eq!(c.signals[5].api(), Api::External);
     }
 
     #[test]

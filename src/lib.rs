@@ -11,6 +11,7 @@ pub mod demo;
 pub mod exporter;
 pub mod local_prometheus;
 pub mod metrics;
+pub mod model;
 pub mod pods;
 pub mod prometheus;
 pub mod promql;

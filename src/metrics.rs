@@ -18,6 +18,7 @@ pub struct Metrics {
     pub cache_evictions: IntCounter,
     pub cache_entries: IntGauge,
     pub served_value_age: Histogram,
+    pub job_state_missing: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -50,6 +51,17 @@ impl Metrics {
                     HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route.")
                         .buckets(latency_buckets.clone()),
                     &["route"],
+                )
+                .expect("constant metric definition"),
+            ),
+            job_state_missing: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "job_state_missing_total",
+                        "Evaluations of a signal with a restart hold whose Flink job has no JobManager series (flink_jobmanager_job_runningTime / numRestarts): the hold cannot engage.",
+                    ),
+                    &["signal"],
                 )
                 .expect("constant metric definition"),
             ),

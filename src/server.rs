@@ -184,7 +184,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
     ready.store(true, Ordering::Release);
     tracing::info!(
         address = %local,
-        prometheus = signals.prometheus().base_url(),
+        prometheus = signals.backend_url(),
         "serving custom.metrics.k8s.io and external.metrics.k8s.io"
     );
     Ok(Running {

@@ -106,10 +106,10 @@ async fn query_shows_promql_samples_and_what_the_hpa_gets() {
     assert_eq!(code, 0, "{out}{err}");
     // One grouped query serves every HPA of the signal; the request's groups are picked in memory.
     assert!(out.contains(
-        "label_replace(max by (namespace, job_name, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{} >= 0 < +Inf), \"bridge_part\", \"value\", \"\", \"\")"
+        "label_replace(max by (namespace, job_name, task_id, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{} >= 0 < +Inf), \"bridge_part\", \"value\", \"\", \"\")"
     ), "{out}");
     assert!(out.contains(&format!("This request's groups, selected in memory: {{namespace=\"{ns}\",job_name=\"orders_enrich\"}}")), "{out}");
-    assert!(out.contains("Samples for this request: 2 (of "), "{out}");
+    assert!(out.contains("Samples for this request: 3 (of "), "{out}");
     assert!(
         out.contains("What the HPA would receive (HTTP 200):"),
         "{out}"

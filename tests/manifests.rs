@@ -1792,10 +1792,11 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
                 errors.push(format!("{what}: not a metric the configuration serves"));
                 continue;
             };
-            if signal.api != api || (api == Api::Custom && signal.resource != "pods") {
+            if signal.api() != api || (api == Api::Custom && signal.resource() != "pods") {
                 errors.push(format!(
                     "{what}: served as {:?} {}, not as this HPA asks",
-                    signal.api, signal.resource
+                    signal.api(),
+                    signal.resource()
                 ));
                 continue;
             }
@@ -1825,7 +1826,7 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
                 // copies from the pods: the keys must survive as Prometheus label names.
                 let pods = selector_string(&deployment.spec.selector);
                 let parsed = Selector::parse(&pods).expect("pod selector");
-                let reserved = [signal.namespace_label.as_str(), signal.pod_label.as_str()];
+                let reserved = [signal.namespace_label.as_str(), signal.object_label()];
                 let t = Translation {
                     rename: Some(&signal.labels),
                     flink_values: false,

@@ -169,7 +169,7 @@ async fn busy_time_all_nan_empty_and_stale_are_errors_never_zero() {
     assert_eq!(
         r.body,
         json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
-               "message": format!("flink_busy_time_max: no series match {{namespace=\"{ns}\",job_name=\"no_such_job\"}} (query: max by (namespace, job_name, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{{}} >= 0 < +Inf))"),
+               "message": format!("flink_busy_time_max: no series match {{namespace=\"{ns}\",job_name=\"no_such_job\"}} (query: max by (namespace, job_name, task_id, task_name) (flink_taskmanager_job_task_busyTimeMsPerSecond{{}} >= 0 < +Inf))"),
                "reason":"NotFound","code":404})
     );
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::quality::Observed;
 use crate::prometheus::Sample;
 use crate::promql::{LabelFilter, PART_LABEL};
 
@@ -17,7 +18,7 @@ pub enum Agg {
 }
 
 impl Agg {
-    fn combine(self, a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    pub fn combine(self, a: Option<f64>, b: Option<f64>) -> Option<f64> {
         match (a, b) {
             (Some(x), Some(y)) => Some(match self {
                 Agg::Max => x.max(y),
@@ -30,32 +31,30 @@ impl Agg {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartName {
-    Value,
-    Newest,
-    Rate,
-    /// How many samples are negative (finite).
-    Negative,
-    /// How many samples are +Inf or -Inf.
-    Infinite,
-    /// A Flink job's running time, ms.
-    Running,
-    /// A Flink job's restart count.
-    Restarts,
-}
+/// The name of a query part. The set is open: a signal kind names the parts it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartName(pub &'static str);
 
 impl PartName {
+    /// The aggregate of the measured metric's finite, non-negative samples.
+    pub const VALUE: PartName = PartName("value");
+    /// The time of the newest sample.
+    pub const NEWEST: PartName = PartName("newest");
+    /// A rate (records/s).
+    pub const RATE: PartName = PartName("rate");
+    /// How many samples are negative (finite).
+    pub const NEGATIVE: PartName = PartName("negative");
+    /// How many samples are +Inf or -Inf.
+    pub const INFINITE: PartName = PartName("infinite");
+    /// A Flink job's running time, ms.
+    pub const RUNNING: PartName = PartName("running");
+    /// A Flink job's restart count.
+    pub const RESTARTS: PartName = PartName("restarts");
+    /// How many subtasks (series) a vertex has.
+    pub const SUBTASKS: PartName = PartName("subtasks");
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            PartName::Value => "value",
-            PartName::Newest => "newest",
-            PartName::Rate => "rate",
-            PartName::Negative => "negative",
-            PartName::Infinite => "infinite",
-            PartName::Running => "running",
-            PartName::Restarts => "restarts",
-        }
+        self.0
     }
 }
 
@@ -80,37 +79,47 @@ pub struct QuerySpec {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Group {
     pub labels: BTreeMap<String, String>,
-    pub value: Option<f64>,
-    pub newest: Option<f64>,
-    pub rate: Option<f64>,
-    pub negative: Option<f64>,
-    pub infinite: Option<f64>,
-    pub running: Option<f64>,
-    pub restarts: Option<f64>,
+    values: Vec<(PartName, f64)>,
 }
 
 impl Group {
-    pub fn part(&self, name: PartName) -> Option<f64> {
-        match name {
-            PartName::Value => self.value,
-            PartName::Newest => self.newest,
-            PartName::Rate => self.rate,
-            PartName::Negative => self.negative,
-            PartName::Infinite => self.infinite,
-            PartName::Running => self.running,
-            PartName::Restarts => self.restarts,
+    pub fn new(labels: BTreeMap<String, String>) -> Self {
+        Self {
+            labels,
+            values: Vec::new(),
         }
     }
 
-    fn part_mut(&mut self, name: PartName) -> &mut Option<f64> {
-        match name {
-            PartName::Value => &mut self.value,
-            PartName::Newest => &mut self.newest,
-            PartName::Rate => &mut self.rate,
-            PartName::Negative => &mut self.negative,
-            PartName::Infinite => &mut self.infinite,
-            PartName::Running => &mut self.running,
-            PartName::Restarts => &mut self.restarts,
+    pub fn part(&self, name: PartName) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn set(&mut self, name: PartName, value: Option<f64>) {
+        match (self.values.iter().position(|(n, _)| *n == name), value) {
+            (Some(i), Some(v)) => self.values[i].1 = v,
+            (Some(i), None) => {
+                self.values.swap_remove(i);
+            }
+            (None, Some(v)) => self.values.push((name, v)),
+            (None, None) => {}
+        }
+    }
+
+    pub fn with(mut self, name: PartName, value: f64) -> Self {
+        self.set(name, Some(value));
+        self
+    }
+
+    /// The measured metric as the data-quality check reads it.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            value: self.part(PartName::VALUE),
+            newest: self.part(PartName::NEWEST),
+            negative: self.part(PartName::NEGATIVE),
+            infinite: self.part(PartName::INFINITE),
         }
     }
 }
@@ -145,15 +154,10 @@ impl QuerySpec {
             let part = if single {
                 self.parts[0].name
             } else {
-                match s.labels.get(PART_LABEL).map(String::as_str) {
-                    Some("value") => PartName::Value,
-                    Some("newest") => PartName::Newest,
-                    Some("rate") => PartName::Rate,
-                    Some("negative") => PartName::Negative,
-                    Some("infinite") => PartName::Infinite,
-                    Some("running") => PartName::Running,
-                    Some("restarts") => PartName::Restarts,
-                    _ => continue,
+                let tag = s.labels.get(PART_LABEL).map(String::as_str);
+                match self.parts.iter().find(|p| Some(p.name.as_str()) == tag) {
+                    Some(p) => p.name,
+                    None => continue,
                 }
             };
             let key: BTreeMap<String, String> = self
@@ -161,11 +165,8 @@ impl QuerySpec {
                 .iter()
                 .filter_map(|l| s.labels.get(l).map(|v| (l.clone(), v.clone())))
                 .collect();
-            let g = groups.entry(key.clone()).or_insert_with(|| Group {
-                labels: key,
-                ..Default::default()
-            });
-            *g.part_mut(part) = Some(s.value);
+            let g = groups.entry(key.clone()).or_insert_with(|| Group::new(key));
+            g.set(part, Some(s.value));
         }
         groups.into_values().collect()
     }
@@ -181,13 +182,10 @@ impl QuerySpec {
                 .iter()
                 .filter_map(|l| g.labels.get(l).map(|v| (l.clone(), v.clone())))
                 .collect();
-            let target = out.entry(key.clone()).or_insert_with(|| Group {
-                labels: key,
-                ..Default::default()
-            });
+            let target = out.entry(key.clone()).or_insert_with(|| Group::new(key));
             for p in &self.parts {
                 let merged = p.agg.combine(target.part(p.name), g.part(p.name));
-                *target.part_mut(p.name) = merged;
+                target.set(p.name, merged);
             }
         }
         out.into_values().collect()
@@ -202,12 +200,12 @@ mod tests {
         QuerySpec {
             parts: vec![
                 Part {
-                    name: PartName::Value,
+                    name: PartName::VALUE,
                     expr: "max by (job_name) (x >= 0)".into(),
                     agg: Agg::Max,
                 },
                 Part {
-                    name: PartName::Newest,
+                    name: PartName::NEWEST,
                     expr: "max by (job_name) (timestamp(x))".into(),
                     agg: Agg::Max,
                 },
@@ -252,7 +250,10 @@ mod tests {
         let by = vec!["job_name".to_string()];
         let a = s.regroup(&groups, &[LabelFilter::eq("job_name", "a")], &by);
         assert_eq!(a.len(), 1);
-        assert_eq!((a[0].value, a[0].newest), (Some(5.0), Some(99.0)));
+        assert_eq!(
+            (a[0].part(PartName::VALUE), a[0].part(PartName::NEWEST)),
+            (Some(5.0), Some(99.0))
+        );
         let all = s.regroup(&groups, &[], &by);
         assert_eq!(all.len(), 2);
     }

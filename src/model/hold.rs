@@ -1,0 +1,163 @@
+//! The restart hold: what a signal answers while its Flink job restarts.
+//!
+//! Every Reactive Mode rescale restarts the job from its last checkpoint. For a while its
+//! throughput is zero, its backlog spikes and busy time reads ~1000 ms/s while tasks deploy
+//! and restore; Flink's per-second meters then average over 60 s (`MeterView`), so rates ramp
+//! for a minute more. Numbers from that window would make the HPA scale again, so a signal
+//! holds its last good value instead, for a bounded time.
+
+use std::time::Duration;
+
+/// A job's state as the JobManager reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobState {
+    /// `flink_jobmanager_job_runningTime`, ms since the job last entered RUNNING.
+    pub running_ms: Option<f64>,
+    /// `flink_jobmanager_job_numRestarts`.
+    pub restarts: Option<f64>,
+}
+
+/// The restart count last seen for a job and when (Unix seconds) it last rose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartCount {
+    pub count: f64,
+    pub rose_at: Option<f64>,
+}
+
+/// Updates the remembered restart count with a new reading at `now`.
+pub fn track_restarts(prev: Option<RestartCount>, count: f64, now: f64) -> RestartCount {
+    match prev {
+        Some(p) if count > p.count => RestartCount {
+            count,
+            rose_at: Some(now),
+        },
+        Some(p) => RestartCount {
+            count: count.max(p.count),
+            rose_at: p.rose_at,
+        },
+        None => RestartCount {
+            count,
+            rose_at: None,
+        },
+    }
+}
+
+/// Whether the job is restarting or still warming up at `now`. `runningTime` restarts from 0
+/// with every restart, so it is the better witness; a rise of the restart count stands in
+/// where a Flink version does not export it.
+pub fn is_restarting(
+    state: &JobState,
+    seen: Option<RestartCount>,
+    warm_up: Duration,
+    now: f64,
+) -> bool {
+    match state.running_ms {
+        Some(ms) => ms < warm_up.as_secs_f64() * 1000.0,
+        None => seen
+            .and_then(|s| s.rose_at)
+            .is_some_and(|t| now - t < warm_up.as_secs_f64()),
+    }
+}
+
+/// How a held value relates to the job's parallelism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldScaling {
+    /// A job-wide amount (backlog records, segments, TaskManagers): held as it is.
+    Absolute,
+    /// A per-subtask ratio (busy time, lag in seconds): the same load spread over more
+    /// subtasks reads proportionally lower. For an External `Value` target the HPA computes
+    /// `ceil(value / target × readyPods)`; serving the old ratio unchanged after a scale-up
+    /// N→N′ would ask for about N′²/N.
+    PerSubtask,
+}
+
+/// What a value measured at parallelism `p_old` would read at `p_new`, or `None` when that
+/// cannot be known (no parallelism on either side).
+pub fn held_value(
+    value: f64,
+    scaling: HoldScaling,
+    p_old: Option<f64>,
+    p_new: Option<f64>,
+) -> Option<f64> {
+    match scaling {
+        HoldScaling::Absolute => Some(value),
+        HoldScaling::PerSubtask => match (p_old, p_new) {
+            (Some(old), Some(new)) if old > 0.0 && new > 0.0 => Some(value * old / new),
+            _ => None,
+        },
+    }
+}
+
+/// Whether a hold that began at `since` (Unix seconds) may still go on at `now`.
+pub fn within_hold(since: f64, now: f64, max_hold: Duration) -> bool {
+    now - since < max_hold.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WARM_UP: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn running_time_decides_when_present() {
+        let young = JobState {
+            running_ms: Some(119_999.0),
+            restarts: Some(0.0),
+        };
+        assert!(is_restarting(&young, None, WARM_UP, 0.0));
+        let warm = JobState {
+            running_ms: Some(120_000.0),
+            restarts: Some(7.0),
+        };
+        assert!(!is_restarting(&warm, None, WARM_UP, 0.0));
+    }
+
+    #[test]
+    fn without_running_time_a_recent_rise_of_restarts_decides() {
+        let state = JobState {
+            running_ms: None,
+            restarts: Some(3.0),
+        };
+        let first = track_restarts(None, 2.0, 1_000.0);
+        assert_eq!(first.rose_at, None, "the first reading is no rise");
+        let rose = track_restarts(Some(first), 3.0, 1_010.0);
+        assert_eq!(rose.rose_at, Some(1_010.0));
+        // 1,100 - 1,010 = 90 s < 120 s: warming up; at 1,130 it is 120 s: done.
+        assert!(is_restarting(&state, Some(rose), WARM_UP, 1_100.0));
+        assert!(!is_restarting(&state, Some(rose), WARM_UP, 1_130.0));
+        // A reading that goes down (a counter reset) is no rise.
+        let after = track_restarts(Some(rose), 0.0, 1_200.0);
+        assert_eq!(after.rose_at, Some(1_010.0));
+    }
+
+    #[test]
+    fn per_subtask_ratios_are_moved_to_the_new_parallelism() {
+        // Busy 900 ms/s at 2 subtasks; after a scale-up to 3 the same load reads 600.
+        assert_eq!(
+            held_value(900.0, HoldScaling::PerSubtask, Some(2.0), Some(3.0)),
+            Some(600.0)
+        );
+        // After a scale-down 4 → 2: 300 reads 600.
+        assert_eq!(
+            held_value(300.0, HoldScaling::PerSubtask, Some(4.0), Some(2.0)),
+            Some(600.0)
+        );
+        // Unknown new parallelism: no value rather than a guess.
+        assert_eq!(
+            held_value(300.0, HoldScaling::PerSubtask, Some(4.0), None),
+            None
+        );
+        assert_eq!(
+            held_value(5_000.0, HoldScaling::Absolute, Some(4.0), None),
+            Some(5_000.0)
+        );
+    }
+
+    #[test]
+    fn holds_are_bounded() {
+        let max = Duration::from_secs(300);
+        assert!(within_hold(1_000.0, 1_299.0, max));
+        assert!(!within_hold(1_000.0, 1_300.0, max));
+    }
+}

@@ -1,0 +1,239 @@
+//! One evaluation: plan, fetch (the signal's query and the job state together), compute,
+//! then the restart hold, the remembered answer and `onMissing`.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Api, Fallback, SignalSpec};
+use crate::model::hold::{held_value, within_hold};
+use crate::model::quality::BadData;
+use crate::provider::MetricError;
+
+use super::job_state::{self, Jobs};
+use super::kinds::{Failure, Hold, Input, Source};
+use super::plan::PartName;
+use super::planner::plan;
+use super::request::{Evaluation, Item, Mode, Objects, Request};
+use super::{promql_duration, Signals};
+
+impl Signals {
+    pub(super) async fn evaluate_spec(
+        &self,
+        spec: &SignalSpec,
+        req: &Request,
+        mode: Mode,
+    ) -> Evaluation {
+        let planned = match plan(spec, req, self.pods.as_deref(), mode) {
+            Ok(p) => p,
+            Err(e) => return Evaluation::failed(e),
+        };
+        let hold = spec
+            .handler
+            .hold()
+            .filter(|_| planned.source == Source::Flink);
+        let state_query = hold.map(|_| job_state::query(spec));
+        let main = self.fetch(&spec.name, planned.query.clone(), mode);
+        let state = async {
+            match &state_query {
+                Some(q) => Some(self.fetch("flink_job_state", q.clone(), mode).await),
+                None => None,
+            }
+        };
+        let (fetched, state) = futures::join!(main, state);
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                return Evaluation {
+                    promql: Some(planned.query.promql()),
+                    ..Evaluation::failed(e)
+                }
+            }
+        };
+        let now = fetched.now();
+        let jobs = match (&hold, &state_query, state) {
+            (Some(h), Some(q), Some(Ok(state))) => self.jobs.jobs(
+                spec,
+                q,
+                &state.groups,
+                &planned.job_filters,
+                h.timing.warm_up,
+                now,
+            ),
+            _ => Jobs::unknown(),
+        };
+        let groups = planned
+            .query
+            .regroup(&fetched.groups, &planned.filters, &planned.answer_by);
+        let value_expr = planned
+            .query
+            .part(PartName::VALUE)
+            .map(|x| x.expr.as_str())
+            .unwrap_or("");
+        let input = Input {
+            signal: &spec.name,
+            policy: &spec.data,
+            max_age: spec.max_age,
+            source: planned.source,
+            groups: &groups,
+            samples: &fetched.samples,
+            now,
+            keep_objects: planned.keep_objects.as_deref(),
+            described: &planned.described,
+            value_expr,
+            request: req,
+            job: jobs.view,
+        };
+        let mut computed = spec.handler.compute(&input);
+        if let Some(h) = hold {
+            if jobs.view == super::kinds::JobView::Unknown
+                && self.jobs.warn_missing(&spec.name, &req.key())
+            {
+                self.metrics
+                    .job_state_missing
+                    .with_label_values(&[spec.name.as_str()])
+                    .inc();
+            }
+            computed = self.hold(spec, req, h, &jobs, computed, now);
+        }
+        if let Some(d) = spec.handler.remember_for() {
+            computed = self.remember(spec, req, d, computed, now);
+        }
+        let samples = fetched
+            .samples
+            .iter()
+            .filter(|s| planned.filters.iter().all(|f| f.matches(&s.labels)))
+            .cloned()
+            .collect();
+        Evaluation {
+            promql: Some(fetched.promql.to_string()),
+            samples,
+            samples_total: fetched.samples.len(),
+            selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
+            warnings: fetched.warnings.clone(),
+            result: finish(spec, computed, req, now),
+        }
+    }
+
+    /// While a job the request covers restarts, the last good answer stands in, moved to the
+    /// job's new parallelism where the value is a per-subtask ratio, for at most `maxHold`;
+    /// without one, the answer is an error rather than the transient numbers.
+    fn hold(
+        &self,
+        spec: &SignalSpec,
+        req: &Request,
+        hold: Hold,
+        jobs: &Jobs,
+        computed: Result<Vec<Item>, Failure>,
+        now: f64,
+    ) -> Result<Vec<Item>, Failure> {
+        let key = format!("{}|{}", spec.name, req.key());
+        self.memory.with(&key, |m| {
+            if jobs.restarting.is_empty() {
+                // Whatever this evaluation gave, the next restart starts a new hold.
+                m.hold_since = None;
+                if let Ok(items) = &computed {
+                    m.items = Some(items.clone());
+                    m.parallelism = jobs.parallelism;
+                    m.at = now;
+                }
+                return computed;
+            }
+            let names = jobs.restarting.join(", ");
+            let Some(items) = &m.items else {
+                return Err(MetricError::Unusable(format!(
+                    "{}: job {names} is restarting or warming up (running for less than {}), and there is no value from before to hold",
+                    spec.name,
+                    promql_duration(hold.timing.warm_up)
+                ))
+                .into());
+            };
+            let since = *m.hold_since.get_or_insert(now);
+            if !within_hold(since, now, hold.timing.max_hold) {
+                return computed;
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                let Some(value) = held_value(i.value, hold.scaling, m.parallelism, jobs.parallelism) else {
+                    return Err(MetricError::Unusable(format!(
+                        "{}: job {names} is restarting and its new parallelism is not known yet (no subtask series), so the value from before cannot be carried over",
+                        spec.name
+                    ))
+                    .into());
+                };
+                out.push(Item { value, ..i.clone() });
+            }
+            tracing::debug!(signal = %spec.name, jobs = names, "holding the last good value while the job restarts");
+            Ok(out)
+        })
+    }
+
+    /// A kind whose series can leave the query window answers from memory for a bounded time.
+    fn remember(
+        &self,
+        spec: &SignalSpec,
+        req: &Request,
+        remember_for: std::time::Duration,
+        computed: Result<Vec<Item>, Failure>,
+        now: f64,
+    ) -> Result<Vec<Item>, Failure> {
+        let ns = req
+            .namespace
+            .as_deref()
+            .filter(|_| spec.namespaced)
+            .unwrap_or("");
+        let key = format!("{}|{ns}|{}", spec.name, req.series);
+        self.memory.with(&key, |m| match computed {
+            Ok(items) => {
+                m.items = Some(items.clone());
+                m.at = now;
+                Ok(items)
+            }
+            Err(Failure::Data(BadData::Missing, why)) => match &m.items {
+                Some(items) if now - m.at < remember_for.as_secs_f64() => Ok(items.clone()),
+                _ => Err(Failure::Data(BadData::Missing, why)),
+            },
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// The answer, with `onMissing` applied where no series matched at all: a configured value
+/// stands in for the one value of an external metric or a named object (a `*` request has no
+/// list of objects to give it to).
+fn finish(
+    spec: &SignalSpec,
+    computed: Result<Vec<Item>, Failure>,
+    req: &Request,
+    now: f64,
+) -> Result<Vec<Item>, MetricError> {
+    match computed {
+        Ok(items) => Ok(items),
+        Err(Failure::Data(BadData::Missing, message)) => {
+            let (Fallback::Value(value), objects) = (spec.data.missing, &req.objects) else {
+                return Err(MetricError::NoData(message));
+            };
+            let object = match objects {
+                Some(Objects::All(_)) => return Err(MetricError::NoData(message)),
+                None => None,
+                Some(Objects::Named(n)) => Some(n.clone()),
+            };
+            Ok(vec![Item {
+                labels: BTreeMap::new(),
+                object,
+                value,
+                timestamp: now,
+            }])
+        }
+        Err(f) => Err(f.into_error()),
+    }
+}
+
+/// What a signal is served as.
+pub(super) fn target_of(spec: &SignalSpec) -> crate::provider::MetricTarget {
+    match spec.api() {
+        Api::External => crate::provider::MetricTarget::External,
+        Api::Custom => crate::provider::MetricTarget::Custom {
+            resource: spec.resource().to_string(),
+            namespaced: spec.resource() != "namespaces" && spec.resource() != "nodes",
+        },
+    }
+}

@@ -1,0 +1,134 @@
+//! Sending a query plan to the backend, through the value cache, with one retry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use crate::backend::QueryBackend;
+use crate::cache::Fetch;
+use crate::metrics::Metrics;
+use crate::prometheus::{PromError, Sample};
+use crate::provider::MetricError;
+
+use super::plan::{Group, QuerySpec};
+use super::request::Mode;
+use super::Signals;
+
+/// One backend answer, grouped.
+#[derive(Debug)]
+pub struct Fetched {
+    pub promql: Arc<str>,
+    pub groups: Vec<Group>,
+    pub samples: Vec<Sample>,
+    pub warnings: Vec<String>,
+    /// The backend's evaluation time (Unix seconds), and when the answer arrived here: ages
+    /// are measured on the backend's clock, advanced by local elapsed time.
+    pub eval_time: f64,
+    pub fetched_at: Instant,
+}
+
+impl Fetched {
+    pub fn now(&self) -> f64 {
+        self.eval_time + self.fetched_at.elapsed().as_secs_f64()
+    }
+}
+
+pub type Outcome = Result<Arc<Fetched>, MetricError>;
+
+impl Signals {
+    pub(super) async fn fetch(&self, signal: &str, spec: QuerySpec, mode: Mode) -> Outcome {
+        let promql: Arc<str> = Arc::from(spec.promql());
+        let make = || -> Fetch<Outcome> {
+            let backend = self.backend.clone();
+            let metrics = self.metrics.clone();
+            let signal: Arc<str> = Arc::from(signal);
+            // Reading an answer needs only the parts' names and labels, not their text: a
+            // cache of thousands of entries keeps one copy of each query.
+            let mut shape = spec.clone();
+            for p in &mut shape.parts {
+                p.expr = String::new();
+            }
+            let spec = Arc::new(shape);
+            let promql = promql.clone();
+            Arc::new(move || {
+                run_query(
+                    backend.clone(),
+                    metrics.clone(),
+                    signal.clone(),
+                    spec.clone(),
+                    promql.clone(),
+                )
+                .boxed()
+            })
+        };
+        match (&self.cache, mode) {
+            (Some(cache), Mode::Serve) => (*cache.get(&promql, make).await).clone(),
+            _ => (make())().await,
+        }
+    }
+}
+
+async fn run_query(
+    backend: Arc<dyn QueryBackend>,
+    metrics: Arc<Metrics>,
+    signal: Arc<str>,
+    spec: Arc<QuerySpec>,
+    promql: Arc<str>,
+) -> Outcome {
+    let signal: &str = &signal;
+    let started = Instant::now();
+    let mut result = backend.instant(&promql, None).await;
+    // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
+    // restarting answers again within seconds. Never after a timeout (the budget is spent),
+    // and single flight means one retry per query, however many HPAs wait for it.
+    if matches!(&result, Err(e) if e.is_unavailable() && !matches!(e, PromError::Timeout { .. })) {
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() % 200)
+            .unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(100 + u64::from(jitter))).await;
+        result = backend.instant(&promql, None).await;
+    }
+    metrics
+        .query_duration
+        .with_label_values(&[signal])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics.queries.with_label_values(&[signal, outcome]).inc();
+    let result = result.map_err(|e| backend_error(signal, e))?;
+    if !result.warnings.is_empty() && !backend.accepts_warnings() {
+        // Thanos and Cortex flag partial answers (a store down) with warnings: a partial sum
+        // is a wrong number.
+        return Err(MetricError::Unusable(format!(
+            "{signal}: Prometheus answered with warnings, so the result may be partial: {}",
+            result.warnings.join("; ")
+        )));
+    }
+    let eval_time = result
+        .samples
+        .first()
+        .map(|s| s.timestamp)
+        .unwrap_or_else(|| backend.now());
+    Ok(Arc::new(Fetched {
+        groups: spec.groups(&result.samples),
+        samples: if spec.keep_samples {
+            result.samples
+        } else {
+            Vec::new()
+        },
+        warnings: result.warnings,
+        promql,
+        eval_time,
+        fetched_at: Instant::now(),
+    }))
+}
+
+fn backend_error(signal: &str, e: PromError) -> MetricError {
+    let msg = format!("{signal}: {e}");
+    if e.is_unavailable() {
+        MetricError::BackendUnavailable(msg)
+    } else {
+        MetricError::BackendFailed(msg)
+    }
+}

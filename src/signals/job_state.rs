@@ -1,0 +1,155 @@
+//! The Flink jobs' state, from the JobManager's series: which jobs restart or warm up, and
+//! at what parallelism each runs. One grouped query answers every signal and request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::SignalSpec;
+use crate::model::hold::{is_restarting, track_restarts, JobState, RestartCount};
+use crate::promql::LabelFilter;
+
+use super::kinds::JobView;
+use super::plan::{Agg, Group, Part, PartName, QuerySpec};
+use super::{BUSY_TIME, JOB_RESTARTS, JOB_RUNNING_TIME};
+
+/// A job's parallelism: its widest vertex's subtask count.
+const PARALLELISM: PartName = PartName("parallelism");
+/// Most jobs whose restart counts and warnings are remembered.
+const MAX_JOBS: usize = 10_000;
+
+/// The job-state query for a signal's namespace settings.
+pub(super) fn query(spec: &SignalSpec) -> QuerySpec {
+    let mut by = Vec::new();
+    if spec.namespaced {
+        by.push(spec.namespace_label.clone());
+    }
+    by.push("job_name".to_string());
+    let b = by.join(", ");
+    QuerySpec {
+        parts: vec![
+            Part {
+                name: PartName::RUNNING,
+                expr: format!("min by ({b}) ({JOB_RUNNING_TIME})"),
+                agg: Agg::Min,
+            },
+            Part {
+                name: PartName::RESTARTS,
+                expr: format!("max by ({b}) ({JOB_RESTARTS})"),
+                agg: Agg::Max,
+            },
+            Part {
+                name: PARALLELISM,
+                expr: format!("max by ({b}) (count by ({b}, task_id) ({BUSY_TIME}))"),
+                agg: Agg::Max,
+            },
+        ],
+        by,
+        keep_samples: false,
+    }
+}
+
+/// What the jobs a request covers are doing.
+#[derive(Debug, Clone)]
+pub(super) struct Jobs {
+    pub view: JobView,
+    /// The covered jobs that are restarting or warming up.
+    pub restarting: Vec<String>,
+    /// The parallelism of the one covered job, when there is one job and it is known.
+    pub parallelism: Option<f64>,
+}
+
+impl Jobs {
+    pub fn unknown() -> Self {
+        Self {
+            view: JobView::Unknown,
+            restarting: Vec::new(),
+            parallelism: None,
+        }
+    }
+}
+
+/// Remembered per job: its restart count, and whether its missing state was reported.
+#[derive(Default)]
+pub(super) struct Tracker {
+    restarts: Mutex<HashMap<String, RestartCount>>,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Tracker {
+    /// The state of the jobs among `groups` that pass `filters` (the request's namespace and
+    /// job filters; a request that names no job covers its namespace's jobs).
+    pub fn jobs(
+        &self,
+        spec: &SignalSpec,
+        q: &QuerySpec,
+        groups: &[Group],
+        filters: &[LabelFilter],
+        warm_up: Duration,
+        now: f64,
+    ) -> Jobs {
+        let covered = q.regroup(groups, filters, &q.by);
+        let ns_label = &spec.namespace_label;
+        let mut restarting = Vec::new();
+        let mut known = 0;
+        let mut seen = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        for g in &covered {
+            let job = g.labels.get("job_name").cloned().unwrap_or_default();
+            let key = format!(
+                "{}|{job}",
+                g.labels.get(ns_label).map(String::as_str).unwrap_or("")
+            );
+            let state = JobState {
+                running_ms: g.part(PartName::RUNNING),
+                restarts: g.part(PartName::RESTARTS),
+            };
+            if state.running_ms.is_none() && state.restarts.is_none() {
+                continue;
+            }
+            known += 1;
+            let count = match state.restarts {
+                Some(c) if seen.len() < MAX_JOBS || seen.contains_key(&key) => {
+                    let c = track_restarts(seen.get(&key).copied(), c, now);
+                    seen.insert(key, c);
+                    Some(c)
+                }
+                _ => None,
+            };
+            if is_restarting(&state, count, warm_up, now) {
+                restarting.push(job);
+            }
+        }
+        let parallelism = match covered.as_slice() {
+            [one] => one.part(PARALLELISM),
+            _ => None,
+        };
+        let view = if !restarting.is_empty() {
+            JobView::Restarting
+        } else if known > 0 {
+            JobView::Running
+        } else {
+            JobView::Unknown
+        };
+        Jobs {
+            view,
+            restarting,
+            parallelism,
+        }
+    }
+
+    /// Says once per request key that no JobManager series cover it, so the restart hold
+    /// cannot engage: usually a scrape configuration that drops or renames Flink's
+    /// `job_name` on the JobManager's series.
+    pub fn warn_missing(&self, signal: &str, key: &str) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.len() >= MAX_JOBS || !warned.insert(format!("{signal}|{key}")) {
+            return false;
+        }
+        tracing::warn!(
+            signal,
+            request = key,
+            "no JobManager series ({JOB_RUNNING_TIME}, {JOB_RESTARTS}) for the Flink job of this request: the restart hold cannot engage; check that the JobManager is scraped and keeps Flink's job_name label"
+        );
+        true
+    }
+}

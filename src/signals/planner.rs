@@ -1,0 +1,136 @@
+//! From a request to a query plan: which query answers it, and how its groups are picked
+//! from the result.
+
+use crate::config::SignalSpec;
+use crate::promql::{join, LabelFilter, Matcher, TranslateError, Translation};
+use crate::provider::MetricError;
+
+use super::kinds::Source;
+use super::plan::QuerySpec;
+use super::request::{Mode, Objects, Request};
+use super::PodLister;
+
+/// A query to send and how the request's answer is taken from its result.
+pub(super) struct Planned {
+    pub query: QuerySpec,
+    pub source: Source,
+    /// For a grouped query: which of its groups belong to this request.
+    pub filters: Vec<LabelFilter>,
+    /// The labels the answer is grouped by.
+    pub answer_by: Vec<String>,
+    /// The request's own filters on the namespace and job, whether or not the query is
+    /// grouped: the Flink jobs it covers.
+    pub job_filters: Vec<LabelFilter>,
+    /// Pod names resolved through the Kubernetes API.
+    pub keep_objects: Option<Vec<String>>,
+    /// The request as matchers, for messages.
+    pub described: String,
+}
+
+pub(super) fn plan(
+    spec: &SignalSpec,
+    req: &Request,
+    pods: Option<&dyn PodLister>,
+    mode: Mode,
+) -> Result<Planned, MetricError> {
+    let kind = spec.handler.as_ref();
+    let source = kind.source(req);
+    let namespaced = kind.namespaced(spec.namespaced, source);
+    let ns_label = spec.namespace_label.as_str();
+    let bad = |e: TranslateError| MetricError::BadRequest(e.to_string());
+
+    // The request as label filters: namespace, series selector, objects.
+    let mut filters = Vec::new();
+    if namespaced {
+        if let Some(ns) = &req.namespace {
+            filters.push(LabelFilter::eq(ns_label, ns));
+        }
+    }
+    let reserved_ns = [ns_label];
+    let t = Translation {
+        rename: Some(&spec.labels),
+        flink_values: spec.flink_label_values && source == Source::Flink,
+        reserved: if namespaced { &reserved_ns } else { &[] },
+    };
+    filters.extend(t.filters(&req.series).map_err(bad)?);
+    let job_filters = filters
+        .iter()
+        .filter(|f| f.label == ns_label || f.label == "job_name")
+        .cloned()
+        .collect();
+
+    let object_label = kind.object_label();
+    let mut keep_objects = None;
+    match &req.objects {
+        None => {}
+        Some(Objects::Named(name)) => filters.push(LabelFilter::eq(object_label, name)),
+        Some(Objects::All(selector)) => match (pods, &req.namespace, kind.resource()) {
+            (Some(lister), Some(ns), "pods") => {
+                keep_objects = Some(
+                    lister
+                        .pods(ns, selector)
+                        .map_err(|e| MetricError::BackendUnavailable(e.to_string()))?,
+                );
+                // Every pod's series; the answer is filtered by name, never by a regex of
+                // pod names in the query.
+                filters.push(LabelFilter {
+                    label: object_label.to_string(),
+                    values: vec![String::new()],
+                    negate: true,
+                });
+            }
+            _ => {
+                let reserved = [ns_label, object_label];
+                let t = Translation {
+                    rename: Some(&spec.labels),
+                    flink_values: false,
+                    reserved: &reserved,
+                };
+                filters.extend(t.filters(selector).map_err(bad)?);
+            }
+        },
+    }
+    let described = join(&filters.iter().map(LabelFilter::matcher).collect::<Vec<_>>());
+
+    let grouping = kind.grouping(source);
+    let mut fetch_by: Vec<String> = Vec::new();
+    if namespaced {
+        fetch_by.push(ns_label.to_string());
+    }
+    fetch_by.extend(grouping.fetch_by);
+    let answer_by = grouping.answer_by;
+    let keep_samples = kind.templated() || mode == Mode::Inspect;
+    // The grouped query answers every request whose filters only name its labels.
+    let grouped = !kind.templated() && filters.iter().all(|f| fetch_by.contains(&f.label));
+    let (query, filters) = if grouped {
+        let parts = kind.parts(source, &[], &fetch_by.join(", "));
+        (
+            QuerySpec {
+                parts,
+                by: fetch_by,
+                keep_samples,
+            },
+            filters,
+        )
+    } else {
+        let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
+        let parts = kind.parts(source, &matchers, &answer_by.join(", "));
+        (
+            QuerySpec {
+                parts,
+                by: answer_by.clone(),
+                keep_samples,
+            },
+            Vec::new(),
+        )
+    };
+    Ok(Planned {
+        query,
+        source,
+        filters,
+        answer_by,
+        job_filters,
+        keep_objects,
+        described,
+    })
+}
