@@ -63,7 +63,10 @@ pub struct Sample {
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     pub samples: Vec<Sample>,
+    /// Warnings: the answer may be incomplete or wrong (a store down, a partial result).
     pub warnings: Vec<String>,
+    /// Informational annotations ("metric might not be a counter"): the answer is complete.
+    pub infos: Vec<String>,
 }
 
 /// One series of a range-query result: `(Unix seconds, value)` points, oldest first.
@@ -77,6 +80,7 @@ pub struct RangeSeries {
 pub struct RangeResult {
     pub series: Vec<RangeSeries>,
     pub warnings: Vec<String>,
+    pub infos: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -101,6 +105,9 @@ struct Envelope {
     error: Option<String>,
     #[serde(default)]
     warnings: Vec<String>,
+    /// Prometheus ≥ 2.54 and 3.x send info annotations here.
+    #[serde(default)]
+    infos: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,7 +203,7 @@ impl Client {
         if let Some(t) = time {
             form.push(("time", format!("{t:.3}")));
         }
-        let (data, warnings) = self.call(&self.query_url, &form).await?;
+        let (data, Notes { warnings, infos }) = self.call(&self.query_url, &form).await?;
         let samples = match data.result_type.as_str() {
             "vector" => {
                 let items: Vec<VectorItem> = serde_json::from_value(data.result)
@@ -228,7 +235,11 @@ impl Client {
                 )))
             }
         };
-        Ok(QueryResult { samples, warnings })
+        Ok(QueryResult {
+            samples,
+            warnings,
+            infos,
+        })
     }
 
     /// Evaluates `query` at every `step` seconds from `start` to `end` (Unix seconds).
@@ -245,7 +256,7 @@ impl Client {
             ("end", format!("{end:.3}")),
             ("step", format!("{step}")),
         ];
-        let (data, warnings) = self.call(&self.range_url, &form).await?;
+        let (data, Notes { warnings, infos }) = self.call(&self.range_url, &form).await?;
         if data.result_type != "matrix" {
             return Err(PromError::Decode(format!(
                 "result type {} where a range vector was expected",
@@ -268,15 +279,15 @@ impl Client {
                     .collect(),
             })
             .collect();
-        Ok(RangeResult { series, warnings })
+        Ok(RangeResult {
+            series,
+            warnings,
+            infos,
+        })
     }
 
-    /// Sends one query request and returns the answer's data and warnings.
-    async fn call(
-        &self,
-        url: &str,
-        form: &[(&str, String)],
-    ) -> Result<(Data, Vec<String>), PromError> {
+    /// Sends one query request and returns the answer's data and annotations.
+    async fn call(&self, url: &str, form: &[(&str, String)]) -> Result<(Data, Notes), PromError> {
         let mut req = self.http.post(url).form(form);
         if let Some(path) = &self.token_file {
             // Read on every query: projected service-account tokens rotate on disk.
@@ -295,28 +306,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let env: Envelope = serde_json::from_slice(&body).map_err(|e| {
-            if status >= 400 {
-                PromError::Api {
-                    status,
-                    error_type: "http".into(),
-                    error: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-                }
-            } else {
-                PromError::Decode(e.to_string())
-            }
-        })?;
-        if env.status != "success" {
-            return Err(PromError::Api {
-                status,
-                error_type: env.error_type.unwrap_or_default(),
-                error: env.error.unwrap_or_default(),
-            });
-        }
-        let data = env
-            .data
-            .ok_or_else(|| PromError::Decode("success without data".into()))?;
-        Ok((data, env.warnings))
+        decode(status, &body)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> PromError {
@@ -340,6 +330,51 @@ impl Client {
     }
 }
 
+/// An answer's annotations, sorted into warnings and infos.
+#[derive(Debug, Default, PartialEq)]
+struct Notes {
+    warnings: Vec<String>,
+    infos: Vec<String>,
+}
+
+/// Prometheus 2.48–2.53 send PromQL's info annotations (e.g. "metric might not be a counter"
+/// for `rate()` over a gauge-typed counter, as Flink's reporter and kafka_exporter export
+/// theirs) among the warnings, as strings that start with this (`util/annotations`'
+/// `PromQLInfo`); 2.54 and later send them in `infos`.
+const INFO_PREFIX: &str = "PromQL info:";
+
+/// Reads an answer body: its data and annotations, or the error it carries.
+fn decode(status: u16, body: &[u8]) -> Result<(Data, Notes), PromError> {
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
+        if status >= 400 {
+            PromError::Api {
+                status,
+                error_type: "http".into(),
+                error: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            }
+        } else {
+            PromError::Decode(e.to_string())
+        }
+    })?;
+    if env.status != "success" {
+        return Err(PromError::Api {
+            status,
+            error_type: env.error_type.unwrap_or_default(),
+            error: env.error.unwrap_or_default(),
+        });
+    }
+    let data = env
+        .data
+        .ok_or_else(|| PromError::Decode("success without data".into()))?;
+    let (infos, warnings): (Vec<String>, Vec<String>) = env
+        .warnings
+        .into_iter()
+        .partition(|w| w.starts_with(INFO_PREFIX));
+    let mut notes = Notes { warnings, infos };
+    notes.infos.extend(env.infos);
+    Ok((data, notes))
+}
+
 /// Prometheus encodes values as strings, including `NaN`, `+Inf` and `-Inf`. Anything
 /// unparseable becomes NaN, which every consumer treats as "no value".
 pub fn parse_value(s: &str) -> f64 {
@@ -353,6 +388,35 @@ pub fn parse_value(s: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorded(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/data/prometheus-answers/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn info_annotations_are_not_warnings_in_any_shape() {
+        // 2.42 (this machine's): no annotations at all.
+        let (_, n) = decode(200, &recorded("v2.42-rate-over-gauge.json")).unwrap();
+        assert_eq!(n, Notes::default());
+        // 2.48–2.53: the info travels among the warnings.
+        let (_, n) = decode(200, &recorded("v2.53-info-in-warnings.json")).unwrap();
+        assert!(n.warnings.is_empty(), "{n:?}");
+        assert_eq!(n.infos.len(), 1);
+        assert!(n.infos[0].contains("might not be a counter"));
+        // 2.54 and 3.x: a field of its own.
+        let (_, n) = decode(200, &recorded("v3-infos-field.json")).unwrap();
+        assert!(n.warnings.is_empty(), "{n:?}");
+        assert_eq!(n.infos.len(), 1);
+        // A real warning (a partial answer from Thanos) stays a warning next to an info.
+        let (_, n) = decode(200, &recorded("thanos-partial-and-info.json")).unwrap();
+        assert_eq!(n.warnings.len(), 1, "{n:?}");
+        assert!(n.warnings[0].contains("partial response"));
+        assert_eq!(n.infos.len(), 1);
+    }
 
     #[test]
     fn values_including_specials() {

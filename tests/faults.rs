@@ -22,6 +22,10 @@ enum Mode {
     Delay(u64),
     Fail,
     Warn,
+    /// Prometheus 2.48–2.53: an info annotation among the warnings.
+    InfoInWarnings,
+    /// Prometheus 2.54 and 3.x: info annotations in their own field.
+    InfosField,
 }
 
 #[derive(Clone)]
@@ -54,8 +58,15 @@ async fn forward(State(p): State<Proxy>, body: Bytes) -> axum::response::Respons
     };
     let status = r.status();
     let mut v: Value = r.json().await.unwrap_or(Value::Null);
-    if mode == Mode::Warn {
-        v["warnings"] = serde_json::json!(["partial response: store 10.0.0.7:10901 unavailable"]);
+    const INFO: &str = "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"flink_taskmanager_job_task_busyTimeMsPerSecond\" (1:9)";
+    match mode {
+        Mode::Warn => {
+            v["warnings"] =
+                serde_json::json!(["partial response: store 10.0.0.7:10901 unavailable"]);
+        }
+        Mode::InfoInWarnings => v["warnings"] = serde_json::json!([INFO]),
+        Mode::InfosField => v["infos"] = serde_json::json!([INFO]),
+        _ => {}
     }
     (
         axum::http::StatusCode::from_u16(status.as_u16()).unwrap(),
@@ -205,6 +216,15 @@ async fn prometheus_failures_give_clear_errors_and_recovery_without_restart() {
     // Healthy again: recovered without a restart.
     *proxy.mode.lock().unwrap() = Mode::Pass;
     through.until(PATH, healthy).await;
+    // Info annotations say nothing is missing: served, in either version's shape. Each is
+    // answered fresh after the mode changes (the cache refreshes every second).
+    for info in [Mode::InfoInWarnings, Mode::InfosField] {
+        *proxy.mode.lock().unwrap() = info;
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let (code, body) = through.get(PATH).await;
+        assert_eq!(code, 200, "{info:?}: {body}");
+    }
+    *proxy.mode.lock().unwrap() = Mode::Pass;
 
     // Prometheus killed: unreachable, 503.
     prom.kill().await;
