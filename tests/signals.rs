@@ -797,16 +797,7 @@ async fn prometheus_down_is_a_503_that_says_so() {
 }
 
 fn job_state(ns: &str, running_ms: f64, restarts: f64) -> Vec<Series> {
-    let labels = [
-        ("namespace", ns),
-        ("job_name", "orders_enrich"),
-        ("job_id", "j"),
-        ("host", "jm"),
-    ];
-    vec![
-        Series::new("flink_jobmanager_job_runningTime", &labels, running_ms),
-        Series::new("flink_jobmanager_job_numRestarts", &labels, restarts),
-    ]
+    job_state_of(ns, JOB, running_ms, restarts)
 }
 
 #[tokio::test]

@@ -71,6 +71,10 @@ signals:
   - name: pravega_short
     type: pravegaStreamSegments
     lookback: 3s
+  - name: pravega_forgets
+    type: pravegaStreamSegments
+    lookback: 3s
+    rememberFor: 6s
 "#;
 
 static BED: OnceLock<Bed> = OnceLock::new();
@@ -265,6 +269,21 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The JobManager's job series: running time (ms) and restart count of `job` in `ns`.
+pub fn job_state_of(ns: &str, job: &str, running_ms: f64, restarts: f64) -> Vec<Series> {
+    let job = exporter::flink_value(job);
+    let labels = [
+        ("namespace", ns),
+        ("job_name", job.as_str()),
+        ("job_id", "j"),
+        ("host", "jm"),
+    ];
+    vec![
+        Series::new("flink_jobmanager_job_runningTime", &labels, running_ms),
+        Series::new("flink_jobmanager_job_numRestarts", &labels, restarts),
+    ]
 }
 
 /// Waits until Prometheus returns at least `n` series for `selector`.
