@@ -1,0 +1,1 @@
+//! Simulation of a Flink job under an HPA.
