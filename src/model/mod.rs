@@ -4,6 +4,7 @@
 //! numbers. The signal kinds (`crate::signals::kinds`) turn query results into these inputs;
 //! the offline simulator and the HPA model reuse the same functions.
 
+pub mod capacity;
 pub mod hold;
 pub mod lag;
 pub mod quality;
