@@ -101,7 +101,9 @@ pub enum CapacityError {
     NoSource,
     #[error("the sources consume nothing while {0} records wait: the job is stalled")]
     Stalled(f64),
-    #[error("no slots per TaskManager: not configured, and no TaskManager runs the job's subtasks")]
+    #[error(
+        "no slots per TaskManager: not configured, and no TaskManager runs the job's subtasks"
+    )]
     NoSlots,
 }
 
@@ -151,10 +153,7 @@ pub fn required_task_managers(
             return Ok(clamp(base, t));
         }
     }
-    let job_parallelism = vertices
-        .iter()
-        .map(|v| v.parallelism)
-        .fold(0.0, f64::max);
+    let job_parallelism = vertices.iter().map(|v| v.parallelism).fold(0.0, f64::max);
     let mut terms = Vec::new();
     for v in vertices {
         let Some(busy) = v.busy else { continue };
@@ -163,13 +162,20 @@ pub fn required_task_managers(
             .ok_or_else(|| CapacityError::NoInputRate(v.id.clone()))?;
         // The vertex's share of what the sources consume carries over to the arrivals and
         // the backlog. With nothing consumed yet, every vertex is taken to see all of it.
-        let share = if source_rate > 0.0 { input / source_rate } else { 1.0 };
+        let share = if source_rate > 0.0 {
+            input / source_rate
+        } else {
+            1.0
+        };
         let target = arrival * share;
         let catch_up = backlog * share / t.catch_up_seconds;
-        let capacity = target / t.utilization
-            + catch_up
-            + target * t.restart_seconds / t.catch_up_seconds;
-        let tpr = if busy > 0.0 { input / busy } else { f64::INFINITY };
+        let capacity =
+            target / t.utilization + catch_up + target * t.restart_seconds / t.catch_up_seconds;
+        let tpr = if busy > 0.0 {
+            input / busy
+        } else {
+            f64::INFINITY
+        };
         let utilization = if tpr.is_finite() && tpr > 0.0 {
             (target + catch_up) / tpr
         } else {
@@ -190,7 +196,10 @@ pub fn required_task_managers(
         // The more specific reason first: a source's partitions usually are why it runs
         // below the job's parallelism.
         if let Some(p) = v.partitions.filter(|_| v.source) {
-            limit(p, format!("a source cannot read more than its {p} partitions"));
+            limit(
+                p,
+                format!("a source cannot read more than its {p} partitions"),
+            );
         }
         if v.parallelism < job_parallelism {
             limit(
@@ -409,7 +418,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.vertices[0].required_parallelism, 2.0);
-        assert!(r.vertices[0].cap.as_deref().unwrap_or("").contains("partitions"));
+        assert!(r.vertices[0]
+            .cap
+            .as_deref()
+            .unwrap_or("")
+            .contains("partitions"));
         assert_eq!(r.vertices[1].required_parallelism, 7.0);
         assert_eq!(r.task_managers, 4.0);
     }
@@ -433,7 +446,10 @@ mod tests {
         assert!(r.limited_by.is_some());
 
         let idle = required_task_managers(
-            &[source(4.0, 0.0, 0.0, 0.0, 0.0), vertex("enrich", 4.0, 0.0, 0.0)],
+            &[
+                source(4.0, 0.0, 0.0, 0.0, 0.0),
+                vertex("enrich", 4.0, 0.0, 0.0),
+            ],
             2.0,
             2.0,
             &targets(),
