@@ -116,7 +116,7 @@ pub fn required_task_managers(
     t: &Targets,
     arrival_forecast: Option<f64>,
 ) -> Result<Report, CapacityError> {
-    if !(slots_per_task_manager > 0.0) {
+    if slots_per_task_manager.is_nan() || slots_per_task_manager <= 0.0 {
         return Err(CapacityError::NoSlots);
     }
     let sources: Vec<&VertexLoad> = vertices.iter().filter(|v| v.source).collect();
@@ -227,24 +227,26 @@ pub fn required_task_managers(
         return Err(CapacityError::NoBusyTime);
     }
     let draining = arrival > 0.0 && backlog / arrival > t.backlog_threshold_seconds;
-    let inside = terms
-        .iter()
-        .all(|v| v.utilization >= t.utilization_min && v.utilization <= t.utilization_max);
     let mut report = Report {
         vertices: terms,
         ..base
     };
+    let bottleneck = report
+        .vertices
+        .iter()
+        .max_by(|a, b| a.required_parallelism.total_cmp(&b.required_parallelism))
+        .map(|v| (v.id.clone(), v.required_parallelism, v.utilization))
+        .unwrap_or_default();
+    // The operator autoscaler asks every vertex to lie inside the band, because it sizes each
+    // vertex on its own. In Reactive Mode every vertex runs at the job's one parallelism, so
+    // a light sink or source can never be moved into the band: only the vertex that sets the
+    // count (the bottleneck) is judged.
+    let inside = bottleneck.2 >= t.utilization_min && bottleneck.2 <= t.utilization_max;
     if inside && !draining {
         report.decision = Decision::InsideBand;
         report.task_managers = current_task_managers;
         return Ok(clamp(report, t));
     }
-    let bottleneck = report
-        .vertices
-        .iter()
-        .max_by(|a, b| a.required_parallelism.total_cmp(&b.required_parallelism))
-        .map(|v| (v.id.clone(), v.required_parallelism))
-        .unwrap_or_default();
     report.decision = Decision::Bottleneck(bottleneck.0);
     report.task_managers = (bottleneck.1 / slots_per_task_manager).ceil();
     if draining && report.task_managers < current_task_managers {
@@ -341,7 +343,11 @@ mod tests {
 
     #[test]
     fn steady_load_inside_the_band_keeps_the_current_count() {
-        // 1,000 records/s, enrich 60 % busy, no backlog: utilization 0.6 ∈ [0.4, 1.0].
+        // 1,000 records/s, enrich 60 % busy, no backlog: the bottleneck is enrich
+        // (P_req = ceil(2 × (1,000/0.7 + 150) / (1,000/0.6)) = ceil(1.89) = 2 against the
+        // source's ceil(2 × 1,578.6 / 5,000) = 1), its utilization 0.6 ∈ [0.4, 1.0]. The
+        // source's 0.2 lies below the band, but it runs at the job's parallelism whatever
+        // the count, so it does not force a rescale.
         let r = required_task_managers(
             &[
                 source(2.0, 0.2, 1_000.0, 0.0, 0.0),
@@ -349,13 +355,12 @@ mod tests {
             ],
             3.0,
             1.0,
-            &Targets {
-                utilization_min: 0.15,
-                ..targets()
-            },
+            &targets(),
             None,
         )
         .unwrap();
+        assert_eq!(r.vertices[1].required_parallelism, 2.0);
+        assert_eq!(r.vertices[0].required_parallelism, 1.0);
         assert_eq!(r.decision, Decision::InsideBand);
         assert_eq!(r.task_managers, 3.0);
     }
