@@ -50,6 +50,7 @@ pub const ENTRY: Entry = Entry {
 
 pub const ACCUMULATED_BUSY: &str = "flink_taskmanager_job_task_accumulateBusyTimeMs";
 pub const TASK_RECORDS_IN: &str = "flink_taskmanager_job_task_numRecordsIn";
+pub const TASK_RECORDS_IN_RATE: &str = "flink_taskmanager_job_task_numRecordsInPerSecond";
 pub const KAFKA_PARTITION_OFFSET: &str =
     "flink_taskmanager_job_task_operator_KafkaSourceReader_topic_partition_currentOffset";
 
@@ -435,9 +436,15 @@ impl SignalKind for RequiredTaskManagers {
                 ),
                 Agg::Max,
             ),
+            // Likewise the records-in counter, and the task's 60 s meter where a rate of the
+            // counter cannot be had yet (a single sample).
             part(
                 INPUT,
-                format!("sum by ({by}) (rate({}[{w}]))", vector(TASK_RECORDS_IN, m)),
+                format!(
+                    "sum by ({by}) (rate({}[{w}])) or sum by ({by}) (avg_over_time({}[{w}]) >= 0)",
+                    vector(TASK_RECORDS_IN, m),
+                    vector(TASK_RECORDS_IN_RATE, m)
+                ),
                 Agg::Sum,
             ),
             part(
