@@ -437,3 +437,199 @@ async fn explain_reproduces_the_readme_example() {
         assert!(re.is_match(&text), "missing {pattern:?} in:\n{text}");
     }
 }
+
+/// One series' samples for an OpenMetrics backfill.
+struct History {
+    name: String,
+    labels: String,
+    samples: Vec<(f64, f64)>,
+}
+
+/// Backfills `history` into a fresh Prometheus with `promtool tsdb create-blocks-from
+/// openmetrics` and returns it running on those blocks.
+async fn backfilled(history: Vec<History>) -> flink_hpa_bridge::local_prometheus::LocalPrometheus {
+    use std::fmt::Write as _;
+    let mut prom =
+        flink_hpa_bridge::local_prometheus::LocalPrometheus::start(&[], Duration::from_secs(5))
+            .await
+            .expect("Prometheus must be installed (apt-get install -y prometheus)");
+    let mut by_family: std::collections::BTreeMap<String, Vec<History>> = Default::default();
+    for h in history {
+        by_family.entry(h.name.clone()).or_default().push(h);
+    }
+    let mut text = String::new();
+    for (name, series) in &by_family {
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        for s in series {
+            for (t, v) in &s.samples {
+                let _ = writeln!(text, "{name}{{{}}} {v} {t:.3}", s.labels);
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("history.om");
+    std::fs::write(&file, text).expect("write history");
+    let promtool = std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into());
+    let out = std::process::Command::new(&promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+        .arg(&file)
+        .arg(prom.data_dir())
+        .output()
+        .expect("promtool must be installed with Prometheus");
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    prom.restart()
+        .await
+        .expect("Prometheus restarts on the blocks");
+    prom
+}
+
+/// A day's pattern shortened to an hour: 70 to 50 minutes ago the job ran 6 subtasks at 3,000
+/// records/s; then it was scaled to 2 subtasks (1 TaskManager), and now consumes 1,000 records/s
+/// at 50 % busy — inside the band. One season (1h) ago, 2 minutes ahead, the load was 3,000:
+/// the seasonal forecast sizes for that before it comes back.
+#[tokio::test]
+async fn a_seasonal_forecast_sizes_for_last_seasons_load_ahead_of_it() {
+    let now = now();
+    let (start, rescaled) = (now - 70.0 * 60.0, now - 50.0 * 60.0);
+    let step = 15.0;
+    let times: Vec<f64> = (0..)
+        .map(|i| start + step * i as f64)
+        .take_while(|t| *t <= now - 5.0)
+        .collect();
+    let base = |ns: &str| format!("namespace=\"{ns}\",job_name=\"orders_enrich\",job_id=\"j\"");
+    let ns = "seasonal";
+    let mut history = Vec::new();
+    // Per subtask: 500 records/s in both phases (3,000 over 6, then 1,000 over 2); enrich is
+    // 50 % busy, the source 5 %. Counters count from the attempt's start.
+    for (from, to, p) in [(start, rescaled, 6usize), (rescaled, now, 2usize)] {
+        let attempt = if p == 6 { 0 } else { 1 };
+        let span: Vec<f64> = times
+            .iter()
+            .copied()
+            .filter(|t| *t >= from && *t < to)
+            .collect();
+        for i in 0..p {
+            let tm = format!("tm_{}", i / 2);
+            for (task, id, busy) in [("Source:_orders", "src", 0.05), ("enrich", "enr", 0.5)] {
+                let labels = format!(
+                    "{},task_name=\"{task}\",task_id=\"{id}\",subtask_index=\"{i}\",task_attempt_num=\"{attempt}\",tm_id=\"{tm}\"",
+                    base(ns)
+                );
+                let series = |name: &str, f: &dyn Fn(f64) -> f64| History {
+                    name: format!("flink_taskmanager_job_task_{name}"),
+                    labels: labels.clone(),
+                    samples: span.iter().map(|t| (*t, f(*t))).collect(),
+                };
+                history.push(series("busyTimeMsPerSecond", &|_| busy * 1000.0));
+                history.push(series("accumulateBusyTimeMs", &|t| {
+                    busy * 1000.0 * (t - from)
+                }));
+                let records_in = if id == "enr" { 500.0 } else { 0.0 };
+                history.push(series("numRecordsIn", &|t| records_in * (t - from)));
+                if id == "src" {
+                    let op =
+                        format!("{labels},operator_name=\"Source:_orders\",operator_id=\"src\"");
+                    for name in ["numRecordsInPerSecond", "numRecordsOutPerSecond"] {
+                        history.push(History {
+                            name: format!("flink_taskmanager_job_task_operator_{name}"),
+                            labels: op.clone(),
+                            samples: span.iter().map(|t| (*t, 500.0)).collect(),
+                        });
+                    }
+                    history.push(History {
+                        name: "flink_taskmanager_job_task_operator_pendingRecords".into(),
+                        labels: op.clone(),
+                        samples: span.iter().map(|t| (*t, 0.0)).collect(),
+                    });
+                }
+            }
+        }
+    }
+    for (name, f) in [
+        (
+            "runningTime",
+            &(|t: f64| 1000.0 * (t - if t < rescaled { start } else { rescaled }))
+                as &dyn Fn(f64) -> f64,
+        ),
+        ("numRestarts", &|t: f64| {
+            if t < rescaled {
+                0.0
+            } else {
+                1.0
+            }
+        }),
+    ] {
+        history.push(History {
+            name: format!("flink_jobmanager_job_{name}"),
+            labels: base(ns),
+            samples: times.iter().map(|t| (*t, f(*t))).collect(),
+        });
+    }
+    let prom = backfilled(history).await;
+
+    let mut cfg = flink_hpa_bridge::config::Config::from_yaml(
+        "signals:
+  - name: required_plain
+    type: flinkRequiredTaskManagers
+  - name: required_seasonal
+    type: flinkRequiredTaskManagers
+    forecast: {lead: 2m, method: seasonal, season: 1h}
+  - name: required_trend
+    type: flinkRequiredTaskManagers
+    forecast: {lead: 2m, method: trend}
+",
+        "seasonal.yaml",
+    )
+    .expect("config");
+    cfg.prometheus.url = Some(prom.url.clone());
+    let ask = |metric: &str| {
+        let cfg = cfg.clone();
+        let metric = metric.to_string();
+        async move {
+            let args = flink_hpa_bridge::commands::QueryArgs {
+                metric,
+                namespace: ns.into(),
+                selector: "job_name=orders-enrich".into(),
+                metric_selector: String::new(),
+                name: None,
+                explain: true,
+            };
+            let mut out = Vec::new();
+            let ok = flink_hpa_bridge::commands::query(&cfg, &args, &mut out)
+                .await
+                .expect("query");
+            let text = String::from_utf8_lossy(&out).to_string();
+            assert!(ok, "{text}");
+            text
+        }
+    };
+    // Without a forecast: 1,000 records/s at 50 % busy on 2 subtasks is utilization 0.5,
+    // inside the band: keep the 1 TaskManager.
+    let plain = ask("required_plain").await;
+    assert!(plain.contains("\"value\": \"1\""), "{plain}");
+    assert!(plain.contains("inside the band"), "{plain}");
+    // A linear trend of a flat rate foresees the same.
+    let trend = ask("required_trend").await;
+    assert!(trend.contains("\"value\": \"1\""), "{trend}");
+    // Seasonal: the rate one season ago, 2 minutes ahead, was 3,000. Enrich: TPR = 1,000/0.5
+    // = 2,000; C = 3,000/0.7 + 0 + 3,000 × 90/600 = 4,735.7; P_req = ceil(2 × 4,735.7/2,000)
+    // = 5; utilization 3,000/2,000 = 1.5 is outside the band: ceil(5 / 2) = 3 TaskManagers.
+    let seasonal = ask("required_seasonal").await;
+    assert!(seasonal.contains("\"value\": \"3\""), "{seasonal}");
+    assert!(
+        seasonal.contains(
+            "arrival rate R = max(0, S + dL/dt) = 3000.0 records/s (forecast 2m ahead, seasonal)"
+        ),
+        "{seasonal}"
+    );
+    assert!(
+        seasonal.contains("P_req = ceil(P × C / TPR) = 5"),
+        "{seasonal}"
+    );
+    prom.stop().await;
+}
