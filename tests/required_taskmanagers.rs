@@ -419,7 +419,8 @@ async fn explain_reproduces_the_readme_example() {
         .expect("query");
     let text = String::from_utf8_lossy(&out);
     assert!(ok, "{text}");
-    // Rates read from counters carry the scrape timing's last digit: 2000.0 may read 1999.9.
+    // Rates read from counters carry the scrape timing in their last digit: 2000.0 may read
+    // 1999.9 or 2000.1.
     for pattern in [
         r"sources consume S = 2000\.0 records/s",
         r"growing dL/dt = (500\.0|499\.9) records/s",

@@ -63,6 +63,10 @@ impl Signals {
         let groups = planned
             .query
             .regroup(&fetched.groups, &planned.filters, &planned.answer_by);
+        let mut jobs = jobs;
+        if !req.series.mentions("task_name") && !req.series.mentions("task_id") {
+            mark_rescale_in_flight(&mut jobs, &groups);
+        }
         let value_expr = planned
             .query
             .part(PartName::VALUE)
@@ -239,5 +243,37 @@ pub(super) fn target_of(spec: &SignalSpec) -> crate::provider::MetricTarget {
             resource: spec.resource().to_string(),
             namespaced: spec.resource() != "namespaces" && spec.resource() != "nodes",
         },
+    }
+}
+
+/// The job-state snapshot and a signal's own data are fetched (and cached) separately, and
+/// Prometheus scrapes the JobManager and the TaskManagers at different moments, so around a
+/// rescale one side can be newer than the other. When both tell the job's parallelism (its
+/// widest vertex's subtasks) and they disagree, a rescale is under way that one of them has not
+/// seen yet: the job counts as restarting rather than either side being trusted.
+fn mark_rescale_in_flight(jobs: &mut Jobs, groups: &[super::plan::Group]) {
+    let Some(state) = jobs.parallelism else {
+        return;
+    };
+    let Some(data) = groups
+        .iter()
+        .filter_map(|g| g.part(PartName::SUBTASKS))
+        .reduce(f64::max)
+    else {
+        return;
+    };
+    if data != state && jobs.restarting.is_empty() {
+        let job = groups
+            .iter()
+            .find_map(|g| g.labels.get("job_name").cloned())
+            .unwrap_or_else(|| "(unnamed)".into());
+        tracing::debug!(
+            job,
+            state,
+            data,
+            "parallelism differs between the job state and the data: a rescale is in flight"
+        );
+        jobs.restarting.push(job);
+        jobs.view = super::kinds::JobView::Restarting;
     }
 }
