@@ -144,8 +144,8 @@ fn strict<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<T, String> {
     }
 }
 
-/// cert-manager's resources have no k8s-openapi types: these cover the fields the manifests
-/// use, and refuse any other.
+/// cert-manager's and prometheus-operator's resources have no k8s-openapi types: these cover
+/// the fields the manifests use, and refuse any other.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CertManagerObject<S> {
@@ -205,6 +205,82 @@ struct PrivateKey {
     size: u32,
 }
 
+/// prometheus-operator's ServiceMonitor, the fields the manifests use.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorSpec {
+    selector: LabelSelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace_selector: Option<NamespaceSelector>,
+    endpoints: Vec<MonitorEndpoint>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NamespaceSelector {
+    #[serde(default)]
+    match_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MonitorEndpoint {
+    port: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bearer_token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_config: Option<MonitorTls>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MonitorTls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    insecure_skip_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
+}
+
+/// prometheus-operator's PrometheusRule: `spec` is a Prometheus rules file.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusRuleSpec {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
+    expr: String,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    for_: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+type ServiceMonitor = CertManagerObject<ServiceMonitorSpec>;
+type PrometheusRule = CertManagerObject<PrometheusRuleSpec>;
 type Issuer = CertManagerObject<IssuerSpec>;
 type Certificate = CertManagerObject<CertificateSpec>;
 
@@ -271,6 +347,8 @@ struct Inventory {
     hpas: Vec<HorizontalPodAutoscaler>,
     issuers: Vec<Issuer>,
     certificates: Vec<Certificate>,
+    service_monitors: Vec<ServiceMonitor>,
+    prometheus_rules: Vec<PrometheusRule>,
 }
 
 impl Inventory {
@@ -341,6 +419,12 @@ impl Inventory {
                 c.validate()?;
                 self.certificates.push(c);
             }
+            ("monitoring.coreos.com/v1", "ServiceMonitor") => self
+                .service_monitors
+                .push(serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?),
+            ("monitoring.coreos.com/v1", "PrometheusRule") => self
+                .prometheus_rules
+                .push(serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?),
             _ => {
                 return Err(format!(
                     "{api_version} {kind} is not a kind these manifests are expected to hold"
@@ -779,7 +863,12 @@ fn cluster_rules_of<'a>(inv: &'a Inventory, namespace: &str, sa: &str) -> Vec<&'
 const BUILTIN_CLUSTER_ROLES: [&str; 1] = ["system:auth-delegator"];
 const BUILTIN_ROLES: [(&str, &str); 1] =
     [("kube-system", "extension-apiserver-authentication-reader")];
-const BUILTIN_SERVICE_ACCOUNTS: [(&str, &str); 1] = [("kube-system", "horizontal-pod-autoscaler")];
+/// ServiceAccounts made by Kubernetes itself and, for manifests/monitoring, by the Prometheus
+/// installation the scrape RBAC is bound to (kube-prometheus-stack's).
+const BUILTIN_SERVICE_ACCOUNTS: [(&str, &str); 2] = [
+    ("kube-system", "horizontal-pod-autoscaler"),
+    ("monitoring", "kube-prometheus-stack-prometheus"),
+];
 
 fn cross_references(inv: &Inventory, patched: bool) -> Vec<String> {
     let mut errors = Vec::new();
@@ -1483,9 +1572,10 @@ fn identities(
 // ---------------------------------------------------------------------------------------------
 
 /// YAML files that are not Kubernetes objects; each has a test of its own below.
-const CONFIG_FILES: [&str; 3] = [
+const CONFIG_FILES: [&str; 4] = [
     "manifests/base/flink-hpa-bridge.yaml",
     "manifests/flink/config.yaml",
+    "manifests/monitoring/scrape-config.yaml",
     "manifests/prometheus/scrape-configs.yaml",
 ];
 
@@ -1540,6 +1630,24 @@ fn every_yaml_document_parses_into_its_kubernetes_type() {
         .join(" ");
     assert!(e.contains(".spec.replica:"), "{e}");
     assert!(e.contains("containers[0].readOnlyRootFilesystem"), "{e}");
+}
+
+/// The three group-versions a metrics adapter can own, one backend each per cluster.
+const API_SERVICES: [&str; 3] = [
+    "v1beta1.external.metrics.k8s.io",
+    "v1beta1.custom.metrics.k8s.io",
+    "v1beta2.custom.metrics.k8s.io",
+];
+
+/// What an overlay's kustomization.yaml says it does with each APIService, from its comment
+/// lines `#   <name>: registered` or `#   <name>: not registered`.
+fn stated_apiservice_choices(dir: &Path) -> BTreeMap<String, bool> {
+    let line =
+        regex::Regex::new(r"(?m)^#\s+(v1beta[12]\.[a-z0-9.]+):\s+(registered|not registered)\s*$")
+            .expect("regex");
+    line.captures_iter(&read(&dir.join("kustomization.yaml")))
+        .map(|c| (c[1].to_string(), &c[2] == "registered"))
+        .collect()
 }
 
 #[test]
@@ -1597,10 +1705,21 @@ fn every_kustomization_builds_and_references_what_it_renders() {
             errors.join("\n  ")
         );
         let names: BTreeSet<String> = inv.api_services.iter().map(|a| name(&a.metadata)).collect();
-        // The per-pod signal needs the preferred custom metrics version everywhere.
+        // Where the custom metrics group is registered, the preferred version the HPA reads
+        // must be among it (the per-pod signal needs it).
         assert!(
-            names.contains("v1beta2.custom.metrics.k8s.io"),
+            names.contains("v1beta2.custom.metrics.k8s.io")
+                || !names.contains("v1beta1.custom.metrics.k8s.io"),
             "{}",
+            rel(&dir)
+        );
+        assert_eq!(
+            stated_apiservice_choices(&dir),
+            API_SERVICES
+                .iter()
+                .map(|a| (a.to_string(), names.contains(*a)))
+                .collect::<BTreeMap<_, _>>(),
+            "{}: the comment must state, for each APIService, what the overlay registers",
             rel(&dir)
         );
         without_external |= !names.contains("v1beta1.external.metrics.k8s.io");
@@ -1693,6 +1812,72 @@ fn check_series_selector(spec: &SignalSpec, selector: &str) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
+/// A rescale's restart, measured on Flink 1.20.5 with the manifests' heartbeat settings (10 to
+/// 30 s), before the scheduler's resource-stabilization-timeout is added.
+const RESTART_SECONDS: u64 = 30;
+/// The window of Flink's MeterView rates (numRecords*PerSecond): for this long after a restart
+/// they read low, and with them the lag in seconds high.
+const FLINK_RATE_WINDOW_SECONDS: u64 = 60;
+
+/// The time after a rescale before the Flink signals mean anything again: the restart, the
+/// scheduler's wait for more TaskManagers, Flink's rate window and one scrape.
+fn restart_and_warm_up_seconds(conf: &BTreeMap<String, String>) -> u64 {
+    let stabilization = conf
+        .get("jobmanager.adaptive-scheduler.resource-stabilization-timeout")
+        .map_or(0, |v| flink_millis(v) / 1000);
+    let scrape: Vec<Value> = serde_yaml::from_str(&read(
+        &repo().join("manifests/prometheus/scrape-configs.yaml"),
+    ))
+    .expect("scrape-configs.yaml");
+    let interval = scrape
+        .iter()
+        .find(|j| j["job_name"] == "flink-pods")
+        .and_then(|j| j["scrape_interval"].as_str())
+        .map_or(60_000, flink_millis)
+        / 1000;
+    RESTART_SECONDS + stabilization + FLINK_RATE_WINDOW_SECONDS + interval
+}
+
+/// An HPA's scale-up against Reactive Mode: on a signal that a restart disturbs (every Flink
+/// signal; a Pravega segment count is not), a rise must outlast a restart and its warm-up, and
+/// no scale-up step may come sooner than Flink's scaling-interval.min lets it act.
+fn scale_up_errors(
+    what: &str,
+    up: &k8s_openapi::api::autoscaling::v2::HPAScalingRules,
+    metrics: &[k8s_openapi::api::autoscaling::v2::MetricSpec],
+    conf: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let disturbed = metrics.iter().any(|m| {
+        let name = m
+            .external
+            .as_ref()
+            .map(|e| e.metric.name.as_str())
+            .or(m.pods.as_ref().map(|p| p.metric.name.as_str()));
+        name != Some("pravega_stream_segments")
+    });
+    let warm_up = restart_and_warm_up_seconds(conf);
+    let window = u64::try_from(up.stabilization_window_seconds.unwrap_or(0)).unwrap_or(0);
+    if disturbed && window < warm_up {
+        errors.push(format!(
+            "{what}: scale-up window {window} s is shorter than a restart and its warm-up ({warm_up} s)"
+        ));
+    }
+    let cooldown = conf
+        .get("jobmanager.adaptive-scheduler.scaling-interval.min")
+        .map_or(30_000, |v| flink_millis(v))
+        / 1000;
+    for p in up.policies.iter().flatten() {
+        if u64::try_from(p.period_seconds).unwrap_or(0) < cooldown {
+            errors.push(format!(
+                "{what}: a scale-up policy period of {} s is shorter than Flink's scaling-interval.min ({cooldown} s)",
+                p.period_seconds
+            ));
+        }
+    }
+    errors
+}
+
 #[test]
 fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
     let cfg = server_config();
@@ -1765,6 +1950,7 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
             errors.push(format!("{what}: behavior needs rate-limit policies both ways and a scale-down window of at least 300 s"));
         }
         let metrics = spec.metrics.clone().unwrap_or_default();
+        errors.extend(scale_up_errors(&what, &up, &metrics, &conf));
         combined |= metrics.len() > 1;
         if metrics.is_empty() {
             errors.push(format!("{what}: no metrics"));
@@ -2424,6 +2610,33 @@ const OTHER_SERIES: [&str; 4] = [
     "kube_horizontalpodautoscaler_status_desired_replicas", // kube-state-metrics
 ];
 
+/// The names of the server's own metrics, as src/metrics.rs defines them (counter, gauge and
+/// histogram names under the registry's flink_hpa_bridge_ prefix).
+fn server_metric_names() -> BTreeSet<String> {
+    let source = read(&repo().join("src/metrics.rs"));
+    let names: BTreeSet<String> = regex::Regex::new(r#"::new\(\s*"([a-z_]+)""#)
+        .expect("regex")
+        .captures_iter(&source)
+        .map(|c| format!("flink_hpa_bridge_{}", &c[1]))
+        .collect();
+    assert!(
+        names.contains("flink_hpa_bridge_http_requests_total"),
+        "src/metrics.rs: metric definitions not found"
+    );
+    names
+}
+
+/// Is `series` one the server exports: a metric of src/metrics.rs, or a histogram's series?
+fn served_by_the_server(series: &str) -> bool {
+    let names = server_metric_names();
+    names.contains(series)
+        || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            series
+                .strip_suffix(suffix)
+                .is_some_and(|base| names.contains(base))
+        })
+}
+
 #[test]
 fn dashboard_shows_every_signal_next_to_the_taskmanager_count() {
     let path = repo().join("dashboards/flink-hpa-bridge.json");
@@ -2457,8 +2670,10 @@ fn dashboard_shows_every_signal_next_to_the_taskmanager_count() {
             for m in series.captures_iter(e) {
                 let n = &m[1];
                 assert!(
-                    scrape.contains(&format!("\n{n}{{")) || OTHER_SERIES.contains(&n),
-                    "panel {title:?}: {n} is no series Flink 1.20.5 or the listed exporters export"
+                    scrape.contains(&format!("\n{n}{{"))
+                        || OTHER_SERIES.contains(&n)
+                        || served_by_the_server(n),
+                    "panel {title:?}: {n} is no series Flink 1.20.5, the listed exporters or the server export"
                 );
             }
             for v in variable.captures_iter(e) {
@@ -2593,33 +2808,150 @@ fn sd_name(key: &str) -> String {
         .collect()
 }
 
-/// A static target standing in for a discovered pod: the discovery labels Prometheus'
-/// kubernetes_sd_configs (role pod) gives it, from the pod template.
-fn pod_target(t: &PodTemplateSpec, namespace: &str, pod: &str, phase: &str, port: u16) -> Value {
-    let mut labels = serde_json::Map::new();
-    labels.insert("__meta_kubernetes_namespace".into(), json!(namespace));
-    labels.insert("__meta_kubernetes_pod_name".into(), json!(pod));
-    labels.insert("__meta_kubernetes_pod_ip".into(), json!("127.0.0.1"));
-    labels.insert("__meta_kubernetes_pod_phase".into(), json!(phase));
-    for (k, v) in labels_of(&t.metadata) {
-        labels.insert(
-            format!("__meta_kubernetes_pod_label_{}", sd_name(&k)),
-            json!(v),
-        );
+/// A pod as the API server holds it once its controller has created it: the template's labels
+/// plus those the controller adds, and who owns it.
+struct CreatedPod<'a> {
+    name: String,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    template: &'a PodTemplateSpec,
+    controller: (&'static str, String),
+    phase: &'static str,
+}
+
+/// A pod of a Job. The API server fills in the Job's selector when it is created
+/// (kubernetes pkg/registry/batch/job/strategy.go, generateSelector, unless manualSelector):
+/// the pod template gains `job-name` and `batch.kubernetes.io/job-name` (the Job's name) and
+/// `controller-uid` and `batch.kubernetes.io/controller-uid` (its UID), each only where the
+/// template does not set it. The Job controller adds nothing else for a NonIndexed Job.
+fn job_pod<'a>(job: &'a Job, uid: &str, suffix: &str, phase: &'static str) -> CreatedPod<'a> {
+    let spec = job.spec.as_ref().expect("Job spec");
+    let job_name = name(&job.metadata);
+    let mut labels = labels_of(&spec.template.metadata);
+    if spec.manual_selector != Some(true) {
+        for (key, value) in [
+            ("job-name", job_name.as_str()),
+            ("batch.kubernetes.io/job-name", job_name.as_str()),
+            ("controller-uid", uid),
+            ("batch.kubernetes.io/controller-uid", uid),
+        ] {
+            labels
+                .entry(key.to_string())
+                .or_insert_with(|| value.to_string());
+        }
     }
-    for (k, v) in annotations_of(&t.metadata) {
-        // The reporter listens on a loopback port of the test's choosing, not on the pod's.
+    CreatedPod {
+        name: format!("{job_name}-{suffix}"),
+        namespace: ns(&job.metadata),
+        labels,
+        template: &spec.template,
+        controller: ("Job", job_name),
+        phase,
+    }
+}
+
+/// A pod of a Deployment: its ReplicaSet `<deployment>-<pod-template-hash>` adds the label
+/// `pod-template-hash` and names the pod `<replicaset>-<suffix>`.
+fn deployment_pod<'a>(
+    d: &'a Deployment,
+    hash: &str,
+    suffix: &str,
+    phase: &'static str,
+) -> CreatedPod<'a> {
+    let replica_set = format!("{}-{hash}", name(&d.metadata));
+    let mut labels = labels_of(&d.spec.template.metadata);
+    labels.insert("pod-template-hash".into(), hash.into());
+    CreatedPod {
+        name: format!("{replica_set}-{suffix}"),
+        namespace: ns(&d.metadata),
+        labels,
+        template: &d.spec.template,
+        controller: ("ReplicaSet", replica_set),
+        phase,
+    }
+}
+
+/// Static targets standing in for what Prometheus' kubernetes_sd_configs (role pod) discovers
+/// for `pod` (discovery/kubernetes/pod.go): one target per declared container port, or per
+/// container without ports, each with the pod's labels, annotations, phase and controller. The
+/// pod's IP is loopback, and its prometheus.io/port annotation names `port`, where a test
+/// exporter serves the pod's metrics.
+fn pod_targets(pod: &CreatedPod, port: u16) -> Vec<Value> {
+    let mut common = serde_json::Map::new();
+    let mut put = |k: &str, v: &str| {
+        common.insert(format!("__meta_kubernetes_{k}"), json!(v));
+    };
+    put("namespace", &pod.namespace);
+    put("pod_name", &pod.name);
+    put("pod_ip", "127.0.0.1");
+    put("pod_phase", pod.phase);
+    put(
+        "pod_ready",
+        if pod.phase == "Running" {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    put("pod_node_name", "node-1");
+    put("pod_host_ip", "10.0.0.1");
+    put("pod_uid", &format!("{}-uid", pod.name));
+    put("pod_controller_kind", pod.controller.0);
+    put("pod_controller_name", &pod.controller.1);
+    for (k, v) in &pod.labels {
+        put(&format!("pod_label_{}", sd_name(k)), v);
+        put(&format!("pod_labelpresent_{}", sd_name(k)), "true");
+    }
+    for (k, v) in annotations_of(&pod.template.metadata) {
         let v = if k == "prometheus.io/port" {
             port.to_string()
         } else {
             v
         };
-        labels.insert(
-            format!("__meta_kubernetes_pod_annotation_{}", sd_name(&k)),
-            json!(v),
-        );
+        put(&format!("pod_annotation_{}", sd_name(&k)), &v);
+        put(&format!("pod_annotationpresent_{}", sd_name(&k)), "true");
     }
-    json!({"targets": ["discovered:1"], "labels": labels})
+    let spec = pod.template.spec.as_ref().expect("pod spec");
+    let all = spec
+        .containers
+        .iter()
+        .map(|c| (c, false))
+        .chain(spec.init_containers.iter().flatten().map(|c| (c, true)));
+    let mut targets = Vec::new();
+    for (c, init) in all {
+        let mut container = common.clone();
+        container.insert("__meta_kubernetes_pod_container_name".into(), json!(c.name));
+        container.insert(
+            "__meta_kubernetes_pod_container_image".into(),
+            json!(c.image.clone().unwrap_or_default()),
+        );
+        container.insert(
+            "__meta_kubernetes_pod_container_init".into(),
+            json!(init.to_string()),
+        );
+        let ports = c.ports.clone().unwrap_or_default();
+        if ports.is_empty() {
+            targets.push(json!({"targets": ["127.0.0.1"], "labels": container}));
+        }
+        for p in ports {
+            let mut labels = container.clone();
+            let number = p.container_port.to_string();
+            labels.insert(
+                "__meta_kubernetes_pod_container_port_name".into(),
+                json!(p.name.unwrap_or_default()),
+            );
+            labels.insert(
+                "__meta_kubernetes_pod_container_port_number".into(),
+                json!(number),
+            );
+            labels.insert(
+                "__meta_kubernetes_pod_container_port_protocol".into(),
+                json!(p.protocol.unwrap_or_else(|| "TCP".into())),
+            );
+            targets.push(json!({"targets": [format!("127.0.0.1:{number}")], "labels": labels}));
+        }
+    }
+    targets
 }
 
 async fn prom_query(client: &reqwest::Client, url: &str, q: &str) -> Vec<Value> {
@@ -2637,6 +2969,24 @@ async fn prom_query(client: &reqwest::Client, url: &str, q: &str) -> Vec<Value> 
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     }
+}
+
+/// Every label name of the series Prometheus holds.
+async fn prom_label_names(client: &reqwest::Client, url: &str) -> Vec<String> {
+    let body: Value = client
+        .get(format!("{url}/api/v1/labels"))
+        .send()
+        .await
+        .expect("labels")
+        .json()
+        .await
+        .expect("labels JSON");
+    body["data"]
+        .as_array()
+        .expect("label names")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The `kubectl get --raw` paths of README.md's "Install on a cluster" section.
@@ -2718,45 +3068,62 @@ async fn scraped_flink_series_answer_every_example_hpa() {
     let pravega_port = serve_text(segments);
     let canary_port = serve_text("should_not_be_scraped 1\n".to_string());
 
-    let pods = flink_pods(&flink);
-    let template = |role: &str| {
-        pods.iter()
-            .find(|(r, _, _)| r == role)
-            .map(|(_, n, t)| (n.clone(), *t))
-            .unwrap_or_else(|| panic!("no {role} pod"))
+    let runs = |t: &PodTemplateSpec, role: &str| {
+        t.spec.iter().flat_map(|s| &s.containers).any(|c| {
+            c.args
+                .as_ref()
+                .is_some_and(|a| a.first().map(String::as_str) == Some(role))
+        })
     };
-    let (jm_ns, jm) = template("standalone-job");
-    let (tm_ns, tm) = template("taskmanager");
-    let tm_pods = [
-        "flink-taskmanager-5d8f7c9b4-tm000",
-        "flink-taskmanager-5d8f7c9b4-tm001",
+    let jm_job = flink
+        .jobs
+        .iter()
+        .find(|j| {
+            j.spec
+                .as_ref()
+                .is_some_and(|s| runs(&s.template, "standalone-job"))
+        })
+        .expect("no JobManager Job");
+    let tm_deployment = flink
+        .deployments
+        .iter()
+        .find(|d| runs(&d.spec.template, "taskmanager"))
+        .expect("no TaskManager Deployment");
+    let tm_ns = ns(&tm_deployment.metadata);
+    let tm = &tm_deployment.spec.template;
+    let hash = "5d8f7c9b4";
+    let jm_pod = job_pod(
+        jm_job,
+        "0b6c3f2e-6a1d-4c55-9e7b-2f3a8d1c9e40",
+        "x7k2p",
+        "Running",
+    );
+    let tm_created = [
+        deployment_pod(tm_deployment, hash, "tm000", "Running"),
+        deployment_pod(tm_deployment, hash, "tm001", "Running"),
     ];
-    let mut unannotated = tm.clone();
-    if let Some(m) = unannotated.metadata.as_mut() {
+    let tm_pods = [tm_created[0].name.clone(), tm_created[1].name.clone()];
+    let mut unannotated = tm_deployment.clone();
+    if let Some(m) = unannotated.spec.template.metadata.as_mut() {
         m.annotations = Some(BTreeMap::from([(
             "prometheus.io/port".to_string(),
             canary_port.to_string(),
         )]));
     }
-    let pod_targets = vec![
-        pod_target(jm, &jm_ns, "flink-jobmanager-x7k2p", "Running", jm_port),
-        pod_target(tm, &tm_ns, tm_pods[0], "Running", tm_ports[0]),
-        pod_target(tm, &tm_ns, tm_pods[1], "Running", tm_ports[1]),
-        pod_target(
-            tm,
-            &tm_ns,
-            "flink-taskmanager-5d8f7c9b4-done0",
-            "Succeeded",
+    let pod_targets: Vec<Value> = [
+        pod_targets(&jm_pod, jm_port),
+        pod_targets(&tm_created[0], tm_ports[0]),
+        pod_targets(&tm_created[1], tm_ports[1]),
+        pod_targets(
+            &deployment_pod(tm_deployment, hash, "done0", "Succeeded"),
             canary_port,
         ),
-        pod_target(
-            &unannotated,
-            &tm_ns,
-            "flink-taskmanager-5d8f7c9b4-nope0",
-            "Running",
+        pod_targets(
+            &deployment_pod(&unannotated, hash, "nope0", "Running"),
             canary_port,
         ),
-    ];
+    ]
+    .concat();
     let endpoint = |port_name: &str, port: u16| {
         json!({"targets": [format!("127.0.0.1:{port}")], "labels": {
             "__meta_kubernetes_namespace": "pravega",
@@ -2865,13 +3232,45 @@ async fn scraped_flink_series_answer_every_example_hpa() {
         .iter()
         .map(|(k, v)| format!(",{k}=\"{v}\""))
         .collect();
-    for pod in tm_pods {
+    for pod in &tm_pods {
         let q = format!("flink_taskmanager_job_task_busyTimeMsPerSecond{{namespace=\"{tm_ns}\",pod=\"{pod}\"{pod_labels}}}");
         assert!(
             !prom_query(&client, &prom_url, &q).await.is_empty(),
             "no series {q}"
         );
     }
+
+    // The JobManager's job series keep Flink's job_name, which the restart hold matches the
+    // HPA's selector against: the Job controller's job-name pod label must not replace it (a
+    // target label wins, and Prometheus renames the scraped one exported_job_name), and none
+    // of the controller's bookkeeping labels reach the series.
+    let jobs_expected: BTreeSet<String> = label_values("job_name")
+        .iter()
+        .map(|j| flink_label_value(j))
+        .collect();
+    let q = format!(
+        "flink_jobmanager_job_numRestarts{{namespace=\"{}\",pod=\"{}\"}}",
+        jm_pod.namespace, jm_pod.name
+    );
+    let jm_series = prom_query(&client, &prom_url, &q).await;
+    let jm_jobs: BTreeSet<String> = jm_series
+        .iter()
+        .filter_map(|r| r["metric"]["job_name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(jm_jobs, jobs_expected, "{q}: {jm_series:?}");
+    let label_names = prom_label_names(&client, &prom_url).await;
+    let foreign: Vec<&String> = label_names
+        .iter()
+        .filter(|n| {
+            n.starts_with("exported_")
+                || n.starts_with("batch_kubernetes_io_")
+                || n.as_str() == "controller_uid"
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "labels from the pods' controllers reached the series: {foreign:?}"
+    );
 
     // The server, configured as shipped but matching pod selectors against series labels
     // (there is no Kubernetes API here) and, where the build has it, without authentication.
@@ -2936,7 +3335,9 @@ async fn scraped_flink_series_answer_every_example_hpa() {
                 None => query(&metric.name, &namespace, &series, None),
                 Some(pods) => query(&metric.name, &namespace, pods, Some(&series)),
             };
-            if !ok || (pods_selector.is_some() && !tm_pods.iter().all(|p| text.contains(p))) {
+            if !ok
+                || (pods_selector.is_some() && !tm_pods.iter().all(|p| text.contains(p.as_str())))
+            {
                 errors.push(format!("{file}: {} answers no value:\n{text}", metric.name));
             }
         }
@@ -3025,3 +3426,207 @@ async fn scraped_flink_series_answer_every_example_hpa() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring the server itself.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs promtool with `args` in `dir`, failing with its output.
+fn promtool(dir: &Path, args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The ServiceMonitor reaches the port of the server's Service, and Prometheus' ServiceAccount
+/// may read the non-resource path the server authorizes its /metrics as.
+fn scrape_errors(server: &Inventory, monitoring: &Inventory) -> Vec<String> {
+    let mut errors = Vec::new();
+    for sm in &monitoring.service_monitors {
+        let what = format!("ServiceMonitor {}", name(&sm.metadata));
+        let namespaces = sm
+            .spec
+            .namespace_selector
+            .as_ref()
+            .map(|n| n.match_names.clone())
+            .unwrap_or_else(|| vec![ns(&sm.metadata)]);
+        let services: Vec<&Service> = server
+            .services
+            .iter()
+            .filter(|s| {
+                namespaces.contains(&ns(&s.metadata))
+                    && selects(&sm.spec.selector, &labels_of(&Some(s.metadata.clone())))
+            })
+            .collect();
+        if services.is_empty() {
+            errors.push(format!("{what}: selects no Service of the server"));
+        }
+        for e in &sm.spec.endpoints {
+            let named = services.iter().all(|s| {
+                s.spec
+                    .iter()
+                    .flat_map(|s| s.ports.iter().flatten())
+                    .any(|p| p.name.as_deref() == Some(e.port.as_str()))
+            });
+            if !named
+                || e.scheme.as_deref() != Some("https")
+                || e.path.as_deref() != Some("/metrics")
+            {
+                errors.push(format!(
+                    "{what}: endpoint {} must be https /metrics on a named Service port",
+                    e.port
+                ));
+            }
+        }
+    }
+    let may_scrape = monitoring.cluster_role_bindings.iter().any(|b| {
+        b.subjects
+            .iter()
+            .flatten()
+            .any(|s| s.kind == "ServiceAccount")
+            && monitoring
+                .cluster_roles
+                .iter()
+                .filter(|r| name(&r.metadata) == b.role_ref.name)
+                .flat_map(|r| r.rules.iter().flatten())
+                .any(|r| {
+                    r.non_resource_urls
+                        .iter()
+                        .flatten()
+                        .any(|u| u == "/metrics")
+                        && r.verbs.iter().any(|v| v == "get")
+                })
+    });
+    if !may_scrape {
+        errors.push("no ServiceAccount is granted get on the non-resource URL /metrics".into());
+    }
+    errors
+}
+
+#[test]
+fn monitoring_scrapes_the_server_and_alerts_on_the_metrics_it_exposes() {
+    let dir = repo().join("manifests/monitoring");
+    let (monitoring, _) = inventory(&dir);
+    let (server, _) = inventory(&repo().join("manifests/overlays/default"));
+    let errors = scrape_errors(&server, &monitoring);
+    assert!(errors.is_empty(), "\n  {}", errors.join("\n  "));
+
+    // The alerts read the server's own metrics and the scrape job's `up`, whose job label is
+    // the Service's name under a ServiceMonitor and the job name of the plain scrape job.
+    let [rule] = &monitoring.prometheus_rules[..] else {
+        panic!("manifests/monitoring: one PrometheusRule expected");
+    };
+    let exprs: Vec<&str> = rule
+        .spec
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .map(|r| r.expr.as_str())
+        .collect();
+    let plain: Vec<Value> =
+        serde_yaml::from_str(&read(&dir.join("scrape-config.yaml"))).expect("scrape-config.yaml");
+    let service = server
+        .services
+        .iter()
+        .find(|s| name(&s.metadata) == "flink-hpa-bridge")
+        .expect("the server's Service");
+    let job = format!("up{{job=\"{}\"}}", name(&service.metadata));
+    assert!(exprs.iter().any(|e| e.contains(&job)), "no alert on {job}");
+    assert_eq!(plain[0]["job_name"], json!(name(&service.metadata)));
+    for needed in [
+        "flink_hpa_bridge_prometheus_up",
+        "flink_hpa_bridge_prometheus_queries_total",
+        "flink_hpa_bridge_served_value_age_seconds",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(needed)),
+            "no alert on {needed}"
+        );
+    }
+
+    if !command_works("promtool", &["--version"]) {
+        eprintln!("promtool not installed: alert rules not checked");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        tmp.path().join("rules.yaml"),
+        serde_yaml::to_string(&rule.spec).expect("yaml"),
+    )
+    .expect("write");
+    promtool(tmp.path(), &["check", "rules", "rules.yaml"]);
+    // The alerts fire on the series they are meant for, and not on healthy ones. promtool
+    // compares annotations too; the unit tests check labels, so the rules go without them.
+    let mut bare: Value = serde_json::to_value(&rule.spec).expect("rules");
+    for g in bare["groups"].as_array_mut().expect("groups") {
+        for r in g["rules"].as_array_mut().expect("rules") {
+            r.as_object_mut().expect("rule").remove("annotations");
+        }
+    }
+    std::fs::write(
+        tmp.path().join("rules.yaml"),
+        serde_yaml::to_string(&bare).expect("yaml"),
+    )
+    .expect("write");
+    std::fs::write(tmp.path().join("tests.yaml"), ALERT_TESTS).expect("write");
+    promtool(tmp.path(), &["test", "rules", "tests.yaml"]);
+
+    // Last, as it names the metric that goes missing when the server renames one.
+    let mentioned = regex::Regex::new(r"\b(flink_hpa_bridge_[a-z_]+)").expect("regex");
+    for e in &exprs {
+        for m in mentioned.captures_iter(e) {
+            assert!(
+                served_by_the_server(&m[1]),
+                "alert expression {e:?}: the server exposes no {}",
+                &m[1]
+            );
+        }
+    }
+}
+
+/// promtool unit tests of the alerts: series as the server exposes them, and the alerts
+/// expected (none for the healthy series).
+const ALERT_TESTS: &str = r#"
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'flink_hpa_bridge_prometheus_up{namespace="flink-hpa-bridge",pod="a"}'
+        values: '1 1 0x10'
+      - series: 'flink_hpa_bridge_prometheus_up{namespace="flink-hpa-bridge",pod="b"}'
+        values: '1x12'
+      - series: 'flink_hpa_bridge_prometheus_queries_total{namespace="flink-hpa-bridge",signal="flink_busy_time_max",outcome="ok"}'
+        values: '0+8x40'
+      - series: 'flink_hpa_bridge_prometheus_queries_total{namespace="flink-hpa-bridge",signal="flink_busy_time_max",outcome="error"}'
+        values: '0+2x40'
+      - series: 'flink_hpa_bridge_prometheus_queries_total{namespace="flink-hpa-bridge",signal="pravega_stream_segments",outcome="ok"}'
+        values: '0+4x40'
+      - series: 'flink_hpa_bridge_http_requests_total{namespace="flink-hpa-bridge",route="external",code="200"}'
+        values: '0+10x40'
+      - series: 'flink_hpa_bridge_http_requests_total{namespace="flink-hpa-bridge",route="external",code="503"}'
+        values: '0+0x40'
+    alert_rule_test:
+      - eval_time: 9m
+        alertname: FlinkHpaBridgePrometheusUnreachable
+        exp_alerts:
+          - exp_labels: {severity: critical, namespace: flink-hpa-bridge, pod: a}
+      - eval_time: 3m
+        alertname: FlinkHpaBridgePrometheusUnreachable
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: FlinkHpaBridgeSignalQueryErrors
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: flink-hpa-bridge, signal: flink_busy_time_max}
+      - eval_time: 40m
+        alertname: FlinkHpaBridgeMetricErrors
+        exp_alerts: []
+"#;
