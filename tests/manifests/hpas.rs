@@ -319,6 +319,32 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
     assert!(check_series_selector(busy, "job_name=orders-enrich").is_ok());
     assert!(check_series_selector(busy, "jobname=orders-enrich").is_err());
     assert!(check_series_selector(busy, "namespace=flink").is_err());
+
+    // The behavior check refuses the HPA defaults' quick scale-up on a Flink signal (no window,
+    // a step every 15 s), and accepts no window on a segment count, which restarts do not move.
+    let metric = |name: &str| {
+        serde_json::from_value::<k8s_openapi::api::autoscaling::v2::MetricSpec>(json!({
+            "type": "External",
+            "external": {"metric": {"name": name}, "target": {"type": "Value", "value": "1"}},
+        }))
+        .expect("metric")
+    };
+    let quick: k8s_openapi::api::autoscaling::v2::HPAScalingRules = serde_json::from_value(
+        json!({"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]}),
+    )
+    .expect("rules");
+    let conf = flink_config();
+    assert_eq!(
+        scale_up_errors("t", &quick, &[metric("flink_busy_time_max")], &conf).len(),
+        2
+    );
+    let unhurried: k8s_openapi::api::autoscaling::v2::HPAScalingRules = serde_json::from_value(
+        json!({"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}]}),
+    )
+    .expect("rules");
+    assert!(
+        scale_up_errors("t", &unhurried, &[metric("pravega_stream_segments")], &conf).is_empty()
+    );
 }
 
 #[test]
