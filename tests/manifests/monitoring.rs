@@ -93,6 +93,12 @@ fn monitoring_scrapes_the_server_and_alerts_on_the_metrics_it_exposes() {
     let (server, _) = inventory(&repo().join("manifests/overlays/default"));
     let errors = scrape_errors(&server, &monitoring);
     assert!(errors.is_empty(), "\n  {}", errors.join("\n  "));
+    // Without the binding, or with the ServiceMonitor on a port the Service lacks, the check
+    // says so.
+    let (mut unbound, _) = inventory(&dir);
+    unbound.cluster_role_bindings.clear();
+    unbound.service_monitors[0].spec.endpoints[0].port = "metrics".into();
+    assert_eq!(scrape_errors(&server, &unbound).len(), 2);
 
     // The alerts read the server's own metrics and the scrape job's `up`, whose job label is
     // the Service's name under a ServiceMonitor and the job name of the plain scrape job.
