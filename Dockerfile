@@ -3,7 +3,7 @@
 #
 # The binary's version is the crate version (Cargo.toml), compiled in and shown by
 # `flink-hpa-bridge --version`; the image tag and VERSION below should match it
-# (tests/manifests.rs checks the VERSION default and the manifests' image tag).
+# (tests/manifests checks the VERSION default and the manifests' image tag).
 
 # Builder and runtime share Debian 12 (bookworm), so the glibc the binary links against is the
 # one distroless/cc provides.
@@ -12,7 +12,7 @@ WORKDIR /src
 
 # Dependencies first, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change,
 # not on every source edit. Placeholder sources stand in for the crate's own; the targets
-# Cargo.toml declares by name must exist for cargo to read it (tests/manifests.rs checks this
+# Cargo.toml declares by name must exist for cargo to read it (tests/manifests checks this
 # list against Cargo.toml).
 COPY Cargo.toml Cargo.lock ./
 COPY benches benches

@@ -395,13 +395,13 @@ mod tests {
             ]
         );
         let b = spec.behavior.unwrap();
-        assert_eq!(b.scale_up.stabilization_window_seconds, Some(60));
+        assert_eq!(b.scale_up.stabilization_window_seconds, Some(180));
         assert_eq!(
             b.scale_up.policies,
             vec![Policy {
                 kind: PolicyKind::Pods,
                 value: 4,
-                period_seconds: 120
+                period_seconds: 180
             }]
         );
         assert_eq!(b.scale_down.stabilization_window_seconds, Some(900));
