@@ -81,6 +81,7 @@ pub struct ServerSection {
     pub tls_private_key_file: Option<PathBuf>,
     pub shutdown_grace_period: Option<String>,
     pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub auth: AuthSection,
 }
@@ -253,11 +254,15 @@ pub struct ServerSettings {
     pub shutdown_grace_period: Duration,
     /// Requests served at once; more get 429 instead of queueing without bound.
     pub max_in_flight: usize,
+    /// Open connections at once; more are closed on accept, so slow or idle clients cannot
+    /// take every file descriptor.
+    pub max_connections: usize,
     pub auth: crate::auth::AuthSettings,
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct SignalSpec {
@@ -361,6 +366,7 @@ impl Default for Config {
                 tls_private_key_file: None,
                 shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE,
                 max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
                 auth: crate::auth::AuthSettings {
                     token_review: true,
                     ..Default::default()
@@ -477,6 +483,15 @@ impl Config {
                 ));
             }
             cfg.server.max_in_flight = n;
+        }
+        if let Some(n) = s.max_connections {
+            if n == 0 {
+                return Err(invalid(
+                    "server.maxConnections".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            cfg.server.max_connections = n;
         }
         let a = s.auth;
         let auth = &mut cfg.server.auth;

@@ -188,7 +188,7 @@ async fn kubectl_get_raw_reads_the_api() {
     bed.store.set(
         &ns,
         vec![
-            flink_hpa_bridge::exporter::FlinkTask::single(&ns, "orders-enrich")
+            flink_hpa_bridge::fixtures::exporter::FlinkTask::single(&ns, "orders-enrich")
                 .series("busyTimeMsPerSecond", 321.0),
         ],
     );

@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use flink_hpa_bridge::exporter::FlinkTask;
+use flink_hpa_bridge::fixtures::exporter::FlinkTask;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flink-hpa-bridge");
 

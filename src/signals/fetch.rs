@@ -9,7 +9,7 @@ use crate::backend::QueryBackend;
 use crate::cache::Fetch;
 use crate::metrics::Metrics;
 use crate::prometheus::{PromError, Sample};
-use crate::provider::MetricError;
+use crate::provider::{MetricError, Shared};
 
 use super::plan::{Group, QuerySpec};
 use super::request::Mode;
@@ -125,10 +125,9 @@ async fn run_query(
 }
 
 fn backend_error(signal: &str, e: PromError) -> MetricError {
-    let msg = format!("{signal}: {e}");
-    if e.is_unavailable() {
-        MetricError::BackendUnavailable(msg)
-    } else {
-        MetricError::BackendFailed(msg)
+    MetricError::Backend {
+        signal: signal.to_string(),
+        unavailable: e.is_unavailable(),
+        source: Shared::new(e),
     }
 }
