@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const EXTERNAL: [&str; 10] = [
+const EXTERNAL: [&str; 11] = [
     "busy_or_zero",
     "busy_short_hold",
     "busy_strict",
@@ -15,6 +15,7 @@ const EXTERNAL: [&str; 10] = [
     "flink_kafka_lag_records",
     "flink_kafka_lag_seconds",
     "lag_seconds_capped",
+    "pravega_forgets",
     "pravega_short",
     "pravega_stream_segments",
 ];
