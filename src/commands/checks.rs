@@ -111,10 +111,10 @@ pub fn preflight(cfg: &Config, source: &str) -> Result<(), ConfigError> {
     if let (Some(cert), Some(key)) = (&cfg.server.tls_cert_file, &cfg.server.tls_private_key_file) {
         Material::load(cert, key).map_err(|e| invalid("server.tlsCertFile", e.to_string()))?;
     }
-    for (i, s) in cfg.signals.iter().enumerate() {
+    for s in &cfg.signals {
         if s.api() == Api::Custom {
             if let Some(why) = implausible_resource(s.resource()) {
-                return Err(invalid(&format!("signals[{i}].resource ({})", s.name), why));
+                return Err(invalid(&format!("signals[name={}].resource", s.name), why));
             }
         }
     }
