@@ -94,6 +94,22 @@ impl Running {
 pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, ServerError> {
     let prom = prometheus::Client::new(&config.prometheus)?;
     let metrics = Metrics::new();
+    // Serve anyway when Prometheus cannot be reached: the HPA then gets a clear 503 per
+    // request instead of an APIService that is down, and the pod does not crash-loop.
+    // Probed beside the start, which a black-holed address would otherwise hold up for the
+    // whole query timeout.
+    tokio::spawn({
+        let (prom, metrics) = (prom.clone(), metrics.clone());
+        async move {
+            match prom.reachable().await {
+                Ok(()) => metrics.prometheus_up.set(1),
+                Err(e) => {
+                    metrics.prometheus_up.set(0);
+                    tracing::warn!(url = prom.base_url(), error = %e, "Prometheus cannot be reached; serving anyway, every metric request gets 503 until it can");
+                }
+            }
+        }
+    });
     let signals = Arc::new(Signals::new(
         config,
         prom,

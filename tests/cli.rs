@@ -343,3 +343,111 @@ fn help_version_and_completions() {
         assert!(out.contains("check-config"), "{shell}: {out}");
     }
 }
+
+/// Reads `child`'s stderr as JSON log lines until `done` says it has seen enough.
+fn json_lines_until(
+    child: &mut std::process::Child,
+    mut done: impl FnMut(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}")),
+            ),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn starts_with_prometheus_unreachable_and_says_so() {
+    // A port nothing listens on: connections are refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--insecure-skip-auth",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            "0",
+            "--prometheus-url",
+            &url,
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let msg = |l: &serde_json::Value| l["message"].as_str().unwrap_or("").to_string();
+    let lines = json_lines_until(&mut child, |ls| {
+        ls.iter().any(|l| msg(l).starts_with("serving"))
+            && ls
+                .iter()
+                .any(|l| msg(l).contains("Prometheus cannot be reached"))
+    });
+    let warning = lines
+        .iter()
+        .find(|l| msg(l).contains("Prometheus cannot be reached"));
+    let serving = lines.iter().find(|l| msg(l).starts_with("serving"));
+    let (Some(warning), Some(serving)) = (warning, serving) else {
+        let _ = child.kill();
+        panic!("{lines:#?}");
+    };
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["url"], url.as_str());
+    assert!(
+        warning["error"].as_str().unwrap_or("").len() > 3,
+        "{warning}"
+    );
+    let addr: std::net::SocketAddr = serving["address"].as_str().unwrap().parse().unwrap();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", addr.port());
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flink_hpa_bridge_prometheus_up 0"),
+        "{metrics}"
+    );
+    let r = http
+        .get(format!(
+            "{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/flink/flink_busy_time_max"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -96,6 +96,11 @@ async fn run_query(
         .observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics.queries.with_label_values(&[signal, outcome]).inc();
+    let reached = !matches!(
+        &result,
+        Err(PromError::Unreachable { .. } | PromError::Timeout { .. })
+    );
+    metrics.prometheus_up.set(i64::from(reached));
     let result = result.map_err(|e| backend_error(signal, e))?;
     if !result.warnings.is_empty() && !backend.accepts_warnings() {
         // Thanos and Cortex flag partial answers (a store down) with warnings: a partial sum
