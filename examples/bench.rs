@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flink_hpa_bridge::exporter::{self, FlinkTask, Series, Store};
-use flink_hpa_bridge::local_prometheus::LocalPrometheus;
+use flink_hpa_bridge::fixtures::exporter::{self, FlinkTask, Series, Store};
+use flink_hpa_bridge::fixtures::local_prometheus::LocalPrometheus;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -150,7 +150,7 @@ async fn ready(args: &[String]) {
 }
 
 async fn prometheus_queries(prom: &str) -> f64 {
-    flink_hpa_bridge::local_prometheus::query_requests(prom)
+    flink_hpa_bridge::fixtures::local_prometheus::query_requests(prom)
         .await
         .expect("prometheus metrics")
 }

@@ -5,7 +5,7 @@
 //! the field and what was expected, and a bad file is refused as a whole.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::promql::{is_valid_label_name, is_valid_metric_name};
 
-pub const DEFAULT_SECURE_PORT: u16 = 6443;
-pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
-pub const DEFAULT_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
+mod server;
+
+pub use server::{
+    validate_url, AuthSection, PrometheusSection, PrometheusSettings, ServerSection,
+    ServerSettings, DEFAULT_BIND_ADDRESS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_PROMETHEUS_TIMEOUT, DEFAULT_SECURE_PORT, DEFAULT_SHUTDOWN_GRACE,
+};
+
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(120);
 pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(120);
 pub const DEFAULT_PRAVEGA_LOOKBACK: Duration = Duration::from_secs(3600);
@@ -57,49 +62,6 @@ pub struct FileConfig {
     /// Each entry is split into the fields every signal has and its kind's own options.
     #[serde(default)]
     pub signals: Vec<serde_yaml::Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PrometheusSection {
-    pub url: Option<String>,
-    pub timeout: Option<String>,
-    pub bearer_token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    pub accept_warnings: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServerSection {
-    pub secure_port: Option<u16>,
-    pub bind_address: Option<String>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_private_key_file: Option<PathBuf>,
-    pub shutdown_grace_period: Option<String>,
-    pub max_in_flight: Option<usize>,
-    #[serde(default)]
-    pub auth: AuthSection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AuthSection {
-    pub insecure_skip_auth: Option<bool>,
-    pub requestheader_client_ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub requestheader_allowed_names: Vec<String>,
-    #[serde(default)]
-    pub requestheader_username_headers: Vec<String>,
-    #[serde(default)]
-    pub requestheader_group_headers: Vec<String>,
-    #[serde(default)]
-    pub requestheader_extra_headers_prefix: Vec<String>,
-    pub client_ca_file: Option<PathBuf>,
-    pub token_review: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,39 +188,6 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PrometheusSettings {
-    pub url: Option<String>,
-    #[serde(with = "humantime_serde_compat")]
-    pub timeout: Duration,
-    pub bearer_token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_tls_verify: bool,
-    pub headers: BTreeMap<String, String>,
-    /// Use answers that carry warnings (possibly partial) instead of refusing them.
-    pub accept_warnings: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServerSettings {
-    pub secure_port: u16,
-    pub bind_address: String,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_private_key_file: Option<PathBuf>,
-    /// After SIGTERM: how long requests in flight may take before the process exits. Keep it
-    /// below the pod's terminationGracePeriodSeconds.
-    #[serde(with = "humantime_serde_compat")]
-    pub shutdown_grace_period: Duration,
-    /// Requests served at once; more get 429 instead of queueing without bound.
-    pub max_in_flight: usize,
-    pub auth: crate::auth::AuthSettings,
-}
-
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
-
 #[derive(Debug, Clone)]
 pub struct SignalSpec {
     pub name: String,
@@ -276,7 +205,7 @@ pub struct SignalSpec {
     pub handler: Arc<dyn SignalKind>,
 }
 
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -361,6 +290,7 @@ impl Default for Config {
                 tls_private_key_file: None,
                 shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE,
                 max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
                 auth: crate::auth::AuthSettings {
                     token_review: true,
                     ..Default::default()
@@ -408,88 +338,8 @@ impl Config {
         };
         let mut cfg = Config::default();
 
-        let p = raw.prometheus;
-        if let Some(url) = p.url {
-            validate_url(&url).map_err(|m| invalid("prometheus.url".into(), m))?;
-            cfg.prometheus.url = Some(url);
-        }
-        if let Some(t) = p.timeout {
-            cfg.prometheus.timeout = parse_duration(&t)
-                .and_then(nonzero)
-                .map_err(|m| invalid("prometheus.timeout".into(), m))?;
-        }
-        for (k, v) in &p.headers {
-            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                return Err(invalid(
-                    format!("prometheus.headers.{k}"),
-                    "not a valid HTTP header name".into(),
-                ));
-            }
-            if http::HeaderValue::from_str(v).is_err() {
-                return Err(invalid(
-                    format!("prometheus.headers.{k}"),
-                    "not a valid HTTP header value".into(),
-                ));
-            }
-        }
-        cfg.prometheus.headers = p.headers;
-        cfg.prometheus.bearer_token_file = p.bearer_token_file;
-        cfg.prometheus.ca_file = p.ca_file;
-        cfg.prometheus.insecure_skip_tls_verify = p.insecure_skip_tls_verify.unwrap_or(false);
-        cfg.prometheus.accept_warnings = p.accept_warnings.unwrap_or(false);
-
-        let s = raw.server;
-        if let Some(port) = s.secure_port {
-            if port == 0 {
-                return Err(invalid(
-                    "server.securePort".into(),
-                    "must be 1 to 65535".into(),
-                ));
-            }
-            cfg.server.secure_port = port;
-        }
-        if let Some(addr) = s.bind_address {
-            if addr.parse::<std::net::IpAddr>().is_err() {
-                return Err(invalid(
-                    "server.bindAddress".into(),
-                    format!("expected an IP address such as 0.0.0.0 or ::, got {addr:?}"),
-                ));
-            }
-            cfg.server.bind_address = addr;
-        }
-        if s.tls_cert_file.is_some() != s.tls_private_key_file.is_some() {
-            return Err(invalid(
-                "server.tlsCertFile".into(),
-                "tlsCertFile and tlsPrivateKeyFile go together".into(),
-            ));
-        }
-        cfg.server.tls_cert_file = s.tls_cert_file;
-        cfg.server.tls_private_key_file = s.tls_private_key_file;
-        if let Some(g) = s.shutdown_grace_period {
-            cfg.server.shutdown_grace_period =
-                parse_duration(&g).map_err(|m| invalid("server.shutdownGracePeriod".into(), m))?;
-        }
-        if let Some(n) = s.max_in_flight {
-            if n == 0 {
-                return Err(invalid(
-                    "server.maxInFlight".into(),
-                    "must be at least 1".into(),
-                ));
-            }
-            cfg.server.max_in_flight = n;
-        }
-        let a = s.auth;
-        let auth = &mut cfg.server.auth;
-        auth.insecure_skip_auth = a.insecure_skip_auth.unwrap_or(false);
-        auth.requestheader_client_ca_file = a.requestheader_client_ca_file;
-        auth.requestheader_allowed_names = a.requestheader_allowed_names;
-        auth.requestheader_username_headers = a.requestheader_username_headers;
-        auth.requestheader_group_headers = a.requestheader_group_headers;
-        auth.requestheader_extra_headers_prefix = a.requestheader_extra_headers_prefix;
-        auth.client_ca_file = a.client_ca_file;
-        if let Some(t) = a.token_review {
-            auth.token_review = t;
-        }
+        server::apply_prometheus(raw.prometheus, &mut cfg.prometheus, &invalid)?;
+        server::apply_server(raw.server, &mut cfg.server, &invalid)?;
         cfg.pod_source = raw.pods.source.unwrap_or_default();
         let c = raw.cache;
         if let Some(r) = c.refresh_interval {
@@ -656,16 +506,6 @@ pub(crate) fn nonzero(d: Duration) -> Result<Duration, String> {
         Err("must be greater than zero".into())
     } else {
         Ok(d)
-    }
-}
-
-pub fn validate_url(url: &str) -> Result<(), String> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(format!("expected an http:// or https:// URL, got {url:?}")),
-        Err(e) => Err(format!(
-            "expected a URL such as http://prometheus:9090, got {url:?}: {e}"
-        )),
     }
 }
 

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::commands::Overrides;
 use crate::config::Config;
-use crate::exporter::{self, LiveJob, SyntheticJob};
-use crate::local_prometheus::LocalPrometheus;
+use crate::fixtures::exporter::{self, LiveJob, SyntheticJob};
+use crate::fixtures::local_prometheus::LocalPrometheus;
 use crate::server::{self, StartOptions};
 
 pub const DEMO_NAMESPACE: &str = "flink-demo";
@@ -74,6 +74,16 @@ fn summarize(body: &Value) -> String {
 }
 
 pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
+    // Before any child process starts: a taken port would otherwise be found only after
+    // Prometheus' first scrape.
+    if opts.secure_port != 0 {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", opts.secure_port)) {
+            anyhow::bail!(
+                "cannot listen on 127.0.0.1:{}: {e}; pass --secure-port with a free port (0 picks one)",
+                opts.secure_port
+            );
+        }
+    }
     let mut job = SyntheticJob::new(DEMO_NAMESPACE, DEMO_JOB);
     // A five-minute load cycle that peaks above the job's capacity, so backlog builds and drains.
     job.period_seconds = 300.0;

@@ -2,16 +2,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use flink_hpa_bridge::commands::serve::ServeOptions;
 use flink_hpa_bridge::commands::{self, Overrides, QueryArgs};
-use flink_hpa_bridge::config::PodSource;
-use flink_hpa_bridge::{demo, pods, server};
+use flink_hpa_bridge::logging::{self, LogFormat};
+use flink_hpa_bridge::{config, demo};
 
 /// Serves Flink autoscaling signals from Prometheus to the Kubernetes HPA through the custom
 /// and external metrics APIs.
 #[derive(Parser)]
-#[command(name = "flink-hpa-bridge", version)]
+#[command(
+    name = "flink-hpa-bridge",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("FLINK_HPA_BRIDGE_GIT_COMMIT"), ")"),
+    after_help = "Logging: RUST_LOG (e.g. RUST_LOG=flink_hpa_bridge=debug,info) overrides -v."
+)]
 struct Cli {
+    /// Log line format on stderr: text for people, json for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log detail: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,7 +32,7 @@ struct ConfigArgs {
     /// Prometheus (or Thanos/Cortex/Mimir) base URL; overrides prometheus.url in the file.
     #[arg(long, env = "PROMETHEUS_URL")]
     prometheus_url: Option<String>,
-    /// YAML configuration file.
+    /// YAML configuration file (default: the built-in signals only).
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -40,10 +51,13 @@ struct AuthArgs {
     /// Client certificate CNs allowed to act as the front proxy (comma-separated; empty: any).
     #[arg(long, value_delimiter = ',')]
     requestheader_allowed_names: Vec<String>,
+    /// Headers naming the user (default: X-Remote-User, or the ConfigMap's).
     #[arg(long, value_delimiter = ',')]
     requestheader_username_headers: Vec<String>,
+    /// Headers naming the groups (default: X-Remote-Group, or the ConfigMap's).
     #[arg(long, value_delimiter = ',')]
     requestheader_group_headers: Vec<String>,
+    /// Header prefixes of extra user attributes (default: X-Remote-Extra-, or the ConfigMap's).
     #[arg(long, value_delimiter = ',')]
     requestheader_extra_headers_prefix: Vec<String>,
     /// CA for clients' own certificates (user = CN, groups = O).
@@ -52,28 +66,43 @@ struct AuthArgs {
     /// Do not accept bearer tokens (otherwise checked with TokenReview).
     #[arg(long)]
     disable_token_review: bool,
+    /// Kubeconfig for the authentication ConfigMap and TokenReview (default: --kubeconfig's).
+    #[arg(long)]
+    authentication_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig for SubjectAccessReview (default: --kubeconfig's).
+    #[arg(long)]
+    authorization_kubeconfig: Option<PathBuf>,
 }
 
 impl AuthArgs {
-    fn apply(self, a: &mut flink_hpa_bridge::auth::AuthSettings) {
+    fn apply(&self, a: &mut flink_hpa_bridge::auth::AuthSettings) {
         a.insecure_skip_auth |= self.insecure_skip_auth;
+        let set = |to: &mut Vec<String>, from: &Vec<String>| {
+            if !from.is_empty() {
+                to.clone_from(from);
+            }
+        };
         if self.requestheader_client_ca_file.is_some() {
-            a.requestheader_client_ca_file = self.requestheader_client_ca_file;
+            a.requestheader_client_ca_file = self.requestheader_client_ca_file.clone();
         }
-        if !self.requestheader_allowed_names.is_empty() {
-            a.requestheader_allowed_names = self.requestheader_allowed_names;
-        }
-        if !self.requestheader_username_headers.is_empty() {
-            a.requestheader_username_headers = self.requestheader_username_headers;
-        }
-        if !self.requestheader_group_headers.is_empty() {
-            a.requestheader_group_headers = self.requestheader_group_headers;
-        }
-        if !self.requestheader_extra_headers_prefix.is_empty() {
-            a.requestheader_extra_headers_prefix = self.requestheader_extra_headers_prefix;
-        }
+        set(
+            &mut a.requestheader_allowed_names,
+            &self.requestheader_allowed_names,
+        );
+        set(
+            &mut a.requestheader_username_headers,
+            &self.requestheader_username_headers,
+        );
+        set(
+            &mut a.requestheader_group_headers,
+            &self.requestheader_group_headers,
+        );
+        set(
+            &mut a.requestheader_extra_headers_prefix,
+            &self.requestheader_extra_headers_prefix,
+        );
         if self.client_ca_file.is_some() {
-            a.client_ca_file = self.client_ca_file;
+            a.client_ca_file = self.client_ca_file.clone();
         }
         if self.disable_token_review {
             a.token_review = false;
@@ -89,39 +118,64 @@ fn own_namespace() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+fn query_help() -> String {
+    format!(
+        "Metrics served by the built-in configuration: {}.\nWith --config, the file's signals.",
+        config::Config::default()
+            .signals
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// HTTPS port (default: server.securePort in the file, else 6443).
+    #[arg(long)]
+    secure_port: Option<u16>,
+    /// IP address to listen on (default: server.bindAddress in the file, else 0.0.0.0).
+    #[arg(long)]
+    bind_address: Option<String>,
+    /// PEM certificate (chain); a self-signed one is generated when absent.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated certificate.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// The Service in front of the server: the generated certificate then carries
+    /// <name>.<namespace>.svc, as an APIService with caBundle verifies.
+    #[arg(long)]
+    service_name: Option<String>,
+    /// The Service's namespace (default: the pod's own, from its service account).
+    #[arg(long)]
+    service_namespace: Option<String>,
+    /// Kubeconfig for the Kubernetes API (pod cache, delegated auth). Default: in-cluster,
+    /// then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the metrics APIs over HTTPS.
-    Serve {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        #[arg(long)]
-        secure_port: Option<u16>,
-        #[arg(long)]
-        bind_address: Option<String>,
-        /// PEM certificate (chain); a self-signed one is generated when absent.
-        #[arg(long, requires = "tls_private_key_file")]
-        tls_cert_file: Option<PathBuf>,
-        #[arg(long, requires = "tls_cert_file")]
-        tls_private_key_file: Option<PathBuf>,
-        /// Extra DNS names or IPs for the generated certificate.
-        #[arg(long = "tls-san")]
-        tls_sans: Vec<String>,
-        /// The Service in front of the server: the generated certificate then carries
-        /// <name>.<namespace>.svc, as an APIService with caBundle verifies.
-        #[arg(long)]
-        service_name: Option<String>,
-        /// The Service's namespace (default: the pod's own, from its service account).
-        #[arg(long)]
-        service_namespace: Option<String>,
-        #[command(flatten)]
-        auth: AuthArgs,
-    },
+    Serve(Box<ServeArgs>),
     /// Evaluate one metric once and show the PromQL, the samples and what the HPA would get.
+    #[command(after_help = query_help())]
     Query {
+        /// The metric, as the HPA names it.
         metric: String,
         #[command(flatten)]
         cfg: ConfigArgs,
+        /// The HPA's namespace.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
         /// Label selector: external metrics' series, or the objects of a custom metric.
@@ -139,9 +193,13 @@ enum Command {
         explain: bool,
     },
     /// Validate a configuration file.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
     /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
     Demo {
+        /// HTTPS port of the demo's server.
         #[arg(long, default_value_t = 6443)]
         secure_port: u16,
         /// Seconds between readings.
@@ -151,15 +209,11 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
-}
-
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    /// Print a shell completion script (e.g. `flink-hpa-bridge completions bash > /etc/bash_completion.d/flink-hpa-bridge`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 async fn shutdown_signal() {
@@ -186,19 +240,22 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let log = |default: &str| logging::init(cli.log_format, default, cli.verbose);
     match cli.command {
-        Command::Serve {
-            cfg,
-            secure_port,
-            bind_address,
-            tls_cert_file,
-            tls_private_key_file,
-            tls_sans,
-            service_name,
-            service_namespace,
-            auth,
-        } => {
-            init_logging("info");
+        Command::Serve(args) => {
+            let ServeArgs {
+                cfg,
+                secure_port,
+                bind_address,
+                tls_cert_file,
+                tls_private_key_file,
+                tls_sans,
+                service_name,
+                service_namespace,
+                kubeconfig,
+                auth,
+            } = *args;
+            log("info");
             let overrides = Overrides {
                 prometheus_url: cfg.prometheus_url,
                 secure_port,
@@ -208,41 +265,26 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut config = commands::effective_config(cfg.config.as_deref(), &overrides)?;
             auth.apply(&mut config.server.auth);
-            let mut tls_hosts = tls_sans;
-            if let Some(name) = &service_name {
+            let source = cfg
+                .config
+                .as_deref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "command line".into());
+            commands::checks::preflight(&config, &source)?;
+            let service = service_name.map(|name| {
                 let ns = service_namespace
-                    .clone()
                     .or_else(own_namespace)
                     .unwrap_or_else(|| "default".into());
-                tls_hosts.extend([
-                    name.clone(),
-                    format!("{name}.{ns}"),
-                    format!("{name}.{ns}.svc"),
-                    format!("{name}.{ns}.svc.cluster.local"),
-                ]);
-            }
-            // The Kubernetes API is needed for the pod cache and for delegated authorization.
-            let kube = if config.server.auth.insecure_skip_auth
-                && config.pod_source == PodSource::Labels
-            {
-                None
-            } else {
-                pods::kube_client().await
+                (name, ns)
+            });
+            let opts = ServeOptions {
+                tls_hosts: tls_sans,
+                service,
+                kubeconfig,
+                authentication_kubeconfig: auth.authentication_kubeconfig,
+                authorization_kubeconfig: auth.authorization_kubeconfig,
             };
-            let pod_lister = pods::lister_for(config.pod_source, kube.as_ref())?;
-            let opts = server::StartOptions {
-                tls_hosts,
-                pods: pod_lister,
-                kube,
-            };
-            let mut running = server::start(&config, opts).await?;
-            let stop = running.shutdown_sender();
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
-            if let Some(stop) = stop {
-                let _ = stop.send(());
-            }
-            running.wait().await;
+            commands::serve::run(&config, opts, shutdown_signal()).await?;
             Ok(())
         }
         Command::Query {
@@ -254,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
             name,
             explain,
         } => {
-            init_logging("warn");
+            log("warn");
             let config = commands::effective_config(
                 cfg.config.as_deref(),
                 &Overrides {
@@ -270,10 +312,7 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 explain,
             };
-            let ok = commands::query(&config, &args, &mut std::io::stdout())
-                .await
-                .map_err(anyhow::Error::msg)?;
-            if !ok {
+            if !commands::query(&config, &args, &mut std::io::stdout()).await? {
                 std::process::exit(2);
             }
             Ok(())
@@ -287,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
             refresh,
             duration,
         } => {
-            init_logging("warn");
+            log("warn");
             let opts = demo::DemoOptions {
                 secure_port,
                 refresh: Duration::from_secs(refresh.max(1)),
@@ -297,6 +336,11 @@ async fn main() -> anyhow::Result<()> {
             demo::run(opts, &mut std::io::stdout())
                 .await
                 .context("demo failed")
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "flink-hpa-bridge", &mut std::io::stdout());
+            Ok(())
         }
     }
 }

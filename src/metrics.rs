@@ -19,6 +19,7 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     pub served_value_age: Histogram,
     pub job_state_missing: IntCounterVec,
+    pub prometheus_up: IntGauge,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
@@ -116,6 +117,14 @@ impl Metrics {
                         "Age of the newest sample behind each served value.",
                     )
                     .buckets(vec![1.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
+                )
+                .expect("constant metric definition"),
+            ),
+            prometheus_up: register(
+                &r,
+                IntGauge::new(
+                    "prometheus_up",
+                    "1 when Prometheus answered the last query or start-up probe, 0 when it could not be reached or timed out.",
                 )
                 .expect("constant metric definition"),
             ),

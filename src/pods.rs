@@ -16,7 +16,7 @@ use kube::ResourceExt;
 
 use crate::config::PodSource;
 use crate::selector::Selector;
-use crate::signals::PodLister;
+use crate::signals::{PodListError, PodLister};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodsError {
@@ -61,9 +61,9 @@ impl KubePods {
 }
 
 impl PodLister for KubePods {
-    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, String> {
+    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, PodListError> {
         if !self.synced.load(Ordering::Acquire) {
-            return Err("the pod cache has not synced with the Kubernetes API yet".into());
+            return Err(PodListError::NotSynced);
         }
         let mut names: Vec<String> = self
             .store
@@ -75,17 +75,6 @@ impl PodLister for KubePods {
             .collect();
         names.sort();
         Ok(names)
-    }
-}
-
-/// A client for the Kubernetes API when one is configured (in a cluster, or a kubeconfig).
-pub async fn kube_client() -> Option<kube::Client> {
-    match kube::Client::try_default().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::info!(reason = %e, "no Kubernetes API configured");
-            None
-        }
     }
 }
 

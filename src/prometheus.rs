@@ -287,6 +287,22 @@ impl Client {
     }
 
     /// Sends one query request and returns the answer's data and annotations.
+    /// Whether Prometheus answers at all: any HTTP answer from its build-info endpoint counts
+    /// (Thanos and Mimir may not serve it), so only an unreachable host or a timeout fails.
+    /// Not a query, so it does not show among Prometheus' query counts.
+    pub async fn reachable(&self) -> Result<(), PromError> {
+        let url = format!(
+            "{}/api/v1/status/buildinfo",
+            self.base.trim_end_matches('/')
+        );
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.transport_error(e))
+    }
+
     async fn call(&self, url: &str, form: &[(&str, String)]) -> Result<(Data, Notes), PromError> {
         let mut req = self.http.post(url).form(form);
         if let Some(path) = &self.token_file {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -106,7 +107,50 @@ pub enum MetricError {
     /// The backend answered with an error or something unreadable.
     #[error("{0}")]
     BackendFailed(String),
+    /// The backend's own error while computing `signal`; `unavailable` when it could not be
+    /// reached, timed out or was overloaded (503), otherwise it failed (500).
+    #[error("{signal}: {source}")]
+    Backend {
+        signal: String,
+        unavailable: bool,
+        #[source]
+        source: Shared,
+    },
+    /// The objects of a `pods/*` request cannot be resolved now.
+    #[error(transparent)]
+    Pods(#[from] crate::signals::PodListError),
 }
+
+/// An error shared by every waiter of one coalesced query (errors are not `Clone`). Equal
+/// when the same error.
+#[derive(Debug, Clone)]
+pub struct Shared(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl Shared {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Shared {}
 
 #[async_trait]
 pub trait MetricsProvider: Send + Sync + 'static {

@@ -5,17 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tower_http::trace::TraceLayer;
 
-use crate::api::wire::ApiError;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -26,9 +19,6 @@ use crate::tls::{self, Material, ReloadingCert, TlsError};
 /// How often certificate files are checked for changes.
 const CERT_RELOAD_CHECK: Duration = Duration::from_secs(10);
 
-/// Largest request body accepted; the API is read-only, so GETs carry none.
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
@@ -37,7 +27,7 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
     Bind {
         addr: String,
         #[source]
@@ -45,13 +35,32 @@ pub enum ServerError {
     },
 }
 
+/// What to change when the address cannot be had.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process has the port: choose another with --secure-port (or server.securePort in the config file)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; no interface has that address: change --bind-address (or server.bindAddress)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: choose another with --secure-port"
+        }
+        _ => "",
+    }
+}
+
 #[derive(Default)]
 pub struct StartOptions {
     /// Extra DNS names or IPs for a generated certificate.
     pub tls_hosts: Vec<String>,
     pub pods: Option<Arc<dyn PodLister>>,
-    /// The Kubernetes API, for delegated authorization and the authentication ConfigMap.
+    /// The Kubernetes API, for the authentication ConfigMap and TokenReview, and for
+    /// SubjectAccessReview unless `authorization_kube` is set.
     pub kube: Option<kube::Client>,
+    /// The Kubernetes API for SubjectAccessReview, when not `kube`.
+    pub authorization_kube: Option<kube::Client>,
 }
 
 pub struct Running {
@@ -85,6 +94,22 @@ impl Running {
 pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, ServerError> {
     let prom = prometheus::Client::new(&config.prometheus)?;
     let metrics = Metrics::new();
+    // Serve anyway when Prometheus cannot be reached: the HPA then gets a clear 503 per
+    // request instead of an APIService that is down, and the pod does not crash-loop.
+    // Probed beside the start, which a black-holed address would otherwise hold up for the
+    // whole query timeout.
+    tokio::spawn({
+        let (prom, metrics) = (prom.clone(), metrics.clone());
+        async move {
+            match prom.reachable().await {
+                Ok(()) => metrics.prometheus_up.set(1),
+                Err(e) => {
+                    metrics.prometheus_up.set(0);
+                    tracing::warn!(url = prom.base_url(), error = %e, "Prometheus cannot be reached; serving anyway, every metric request gets 503 until it can");
+                }
+            }
+        }
+    });
     let signals = Arc::new(Signals::new(
         config,
         prom,
@@ -92,31 +117,22 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         metrics.clone(),
     ));
     signals.start_background();
-    let auth = crate::auth::Auth::new(&config.server.auth, opts.kube.clone())?;
+    let auth = crate::auth::Auth::with_clients(
+        &config.server.auth,
+        opts.kube.clone(),
+        opts.authorization_kube
+            .clone()
+            .or_else(|| opts.kube.clone()),
+    )?;
     let state = AppState::new(signals.clone(), metrics, auth);
     let ready = state.ready.clone();
-    let in_flight = Arc::new(Semaphore::new(config.server.max_in_flight));
-    let app = api::router(state)
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
-                let permit = in_flight.clone().try_acquire_owned();
-                async move {
-                    match permit {
-                        // Dropped when the response is produced.
-                        Ok(_permit) => next.run(req).await,
-                        Err(_) => ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "too many requests in flight; retry later",
-                        )
-                        .into_response(),
-                    }
-                }
-            },
-        ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
-        .layer(TraceLayer::new_for_http());
+    let app = api::router_with(
+        state,
+        api::Limits {
+            max_in_flight: config.server.max_in_flight,
+            ..api::Limits::default()
+        },
+    );
 
     let files = match (
         &config.server.tls_cert_file,
@@ -166,6 +182,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
 
     let (tx, rx) = oneshot::channel::<()>();
     let grace = config.server.shutdown_grace_period;
+    let max_connections = config.server.max_connections;
     let not_ready = ready.clone();
     let handle = tokio::spawn(async move {
         tls::serve(
@@ -178,6 +195,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
                 not_ready.store(false, Ordering::Release);
             },
             grace,
+            max_connections,
         )
         .await;
     });

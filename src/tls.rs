@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -22,11 +22,21 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/1.1: how long a client may take to send a request's headers, counted from when the
+/// server starts waiting for them, so it is also how long an idle keep-alive connection stays
+/// open between requests.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2: how often an idle connection is pinged, and how long the answer may take before
+/// the connection is closed.
+pub const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{file}: {message}")]
     File { file: String, message: String },
+    #[error("{key} is not the private key of {cert} (their public keys differ): give --tls-private-key-file the key the certificate was issued for")]
+    KeyMismatch { cert: String, key: String },
     #[error("generating a self-signed certificate: {0}")]
     Generate(String),
     #[error("building the TLS configuration: {0}")]
@@ -55,6 +65,19 @@ impl Material {
         }
         let key = PrivateKeyDer::from_pem_file(key_file)
             .map_err(|e| file_err(key_file, format!("no usable PEM private key: {e}")))?;
+        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| file_err(key_file, format!("unsupported private key: {e}")))?;
+        // Every handshake would fail with a key that does not belong to the certificate.
+        match CertifiedKey::new(certs.clone(), signer).keys_match() {
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(TlsError::KeyMismatch {
+                    cert: cert_file.display().to_string(),
+                    key: key_file.display().to_string(),
+                })
+            }
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) | Ok(()) => {}
+            Err(e) => return Err(file_err(cert_file, format!("unreadable certificate: {e}"))),
+        }
         Ok(Self {
             certs,
             key,
@@ -257,16 +280,25 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    max_connections: usize,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
     // Bounded headers: the API needs a path, a query and a few identity headers.
-    builder.http1().max_buf_size(64 * 1024);
+    builder
+        .http1()
+        .max_buf_size(64 * 1024)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     builder
         .http2()
         .max_header_list_size(64 * 1024)
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -282,12 +314,19 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "connection refused: too many open connections");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // Held until the connection ends.
+            let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -336,5 +375,26 @@ mod tests {
             .unwrap();
         assert_eq!(back, m.certs);
         server_config(ReloadingCert::new(m, None).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+        let cert = write("a.crt", &a.cert.pem());
+        let own = write("a.key", &a.signing_key.serialize_pem());
+        let other = write("b.key", &b.signing_key.serialize_pem());
+        assert!(Material::load(&cert, &own).is_ok());
+        let err = Material::load(&cert, &other).err().unwrap().to_string();
+        assert!(
+            err.contains("b.key is not the private key of") && err.contains("a.crt"),
+            "{err}"
+        );
     }
 }

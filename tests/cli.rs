@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use flink_hpa_bridge::exporter::FlinkTask;
+use flink_hpa_bridge::fixtures::exporter::FlinkTask;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flink-hpa-bridge");
 
@@ -170,4 +170,284 @@ fn demo_runs_on_a_machine_with_nothing_running() {
         );
     }
     assert!(out.contains("flink-taskmanager-5d8f7c9b4-tm000="), "{out}");
+}
+
+/// `serve` with `args` after the common ones must exit non-zero at once, saying `says`.
+fn serve_refuses(args: &[&str], says: &[&str]) {
+    let mut all = vec![
+        "serve",
+        "--insecure-skip-auth",
+        "--prometheus-url",
+        "http://127.0.0.1:1",
+        "--bind-address",
+        "127.0.0.1",
+    ];
+    all.extend_from_slice(args);
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&all);
+    assert_ne!(code, 0, "{all:?} started\n{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    for s in says {
+        assert!(err.contains(s), "{s:?} not in\n{err}");
+    }
+}
+
+#[test]
+fn a_certificate_and_a_key_that_do_not_match_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("other.key");
+    std::fs::write(&cert, a.cert.pem()).unwrap();
+    std::fs::write(&key, b.signing_key.serialize_pem()).unwrap();
+    serve_refuses(
+        &[
+            "--secure-port",
+            "0",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-private-key-file",
+            key.to_str().unwrap(),
+        ],
+        &[
+            "other.key is not the private key of",
+            "public keys differ",
+            "--tls-private-key-file",
+        ],
+    );
+}
+
+#[test]
+fn missing_referenced_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.crt");
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "prometheus:\n  url: http://prometheus:9090\n  caFile: {}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("prometheus.caFile")
+            && err.contains("missing-ca.crt")
+            && err.contains("fix the path"),
+        "{err}"
+    );
+    serve_refuses(
+        &["--config", cfg.to_str().unwrap(), "--secure-port", "0"],
+        &["prometheus.caFile", "missing-ca.crt"],
+    );
+    serve_refuses(
+        &[
+            "--secure-port",
+            "0",
+            "--tls-cert-file",
+            "/nonexistent/tls.crt",
+            "--tls-private-key-file",
+            "/nonexistent/tls.key",
+        ],
+        &["--tls-cert-file", "/nonexistent/tls.crt"],
+    );
+    serve_refuses(
+        &[
+            "--secure-port",
+            "0",
+            "--client-ca-file",
+            "/nonexistent/ca.crt",
+        ],
+        &["--client-ca-file", "/nonexistent/ca.crt"],
+    );
+}
+
+#[test]
+fn an_implausible_resource_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, "prometheus:\n  url: http://prometheus:9090\nsignals:\n  - name: busy_pod\n    type: promql\n    api: custom\n    resource: pod\n    query: max by (pod) (busy{<<matchers>>})\n").unwrap();
+    let (code, _, err) = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("signals[name=busy_pod].resource") && err.contains("e.g. pods"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_taken_port_names_the_flag_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    serve_refuses(
+        &["--secure-port", &port],
+        &["cannot listen on", "--secure-port"],
+    );
+    let (code, _, err) = run(&["demo", "--secure-port", &port, "--duration", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--secure-port"), "{err}");
+    // Refused before the demo started its children.
+    assert!(!err.contains("Prometheus"), "{err}");
+}
+
+#[test]
+fn an_unusable_kubeconfig_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(&kc, "this: is: not: a kubeconfig").unwrap();
+    serve_refuses(
+        &["--secure-port", "0", "--kubeconfig", kc.to_str().unwrap()],
+        &["--kubeconfig", "kubeconfig"],
+    );
+    serve_refuses(
+        &[
+            "--secure-port",
+            "0",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ],
+        &["--kubeconfig /nonexistent/kubeconfig"],
+    );
+}
+
+#[test]
+fn help_version_and_completions() {
+    let (code, out, _) = run(&["serve", "--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--kubeconfig",
+        "--authentication-kubeconfig",
+        "--authorization-kubeconfig",
+        "--log-format",
+        "--secure-port",
+    ] {
+        assert!(out.contains(flag), "{flag} not in\n{out}");
+    }
+    let (_, out, _) = run(&["query", "--help"]);
+    assert!(
+        out.contains("flink_busy_time_max") && out.contains("flink_kafka_lag_records"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("flink-hpa-bridge ") && out.contains("(commit "),
+        "{out}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = run(&["completions", shell]);
+        assert_eq!(code, 0);
+        assert!(out.contains("check-config"), "{shell}: {out}");
+    }
+}
+
+/// Reads `child`'s stderr as JSON log lines until `done` says it has seen enough.
+fn json_lines_until(
+    child: &mut std::process::Child,
+    mut done: impl FnMut(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}")),
+            ),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn starts_with_prometheus_unreachable_and_says_so() {
+    // A port nothing listens on: connections are refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--insecure-skip-auth",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            "0",
+            "--prometheus-url",
+            &url,
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let msg = |l: &serde_json::Value| l["message"].as_str().unwrap_or("").to_string();
+    let lines = json_lines_until(&mut child, |ls| {
+        ls.iter().any(|l| msg(l).starts_with("serving"))
+            && ls
+                .iter()
+                .any(|l| msg(l).contains("Prometheus cannot be reached"))
+    });
+    let warning = lines
+        .iter()
+        .find(|l| msg(l).contains("Prometheus cannot be reached"));
+    let serving = lines.iter().find(|l| msg(l).starts_with("serving"));
+    let (Some(warning), Some(serving)) = (warning, serving) else {
+        let _ = child.kill();
+        panic!("{lines:#?}");
+    };
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["url"], url.as_str());
+    assert!(
+        warning["error"].as_str().unwrap_or("").len() > 3,
+        "{warning}"
+    );
+    let addr: std::net::SocketAddr = serving["address"].as_str().unwrap().parse().unwrap();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", addr.port());
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flink_hpa_bridge_prometheus_up 0"),
+        "{metrics}"
+    );
+    let r = http
+        .get(format!(
+            "{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/flink/flink_busy_time_max"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use flink_hpa_bridge::config::Config;
-use flink_hpa_bridge::exporter::{self, FlinkTask, Store};
-use flink_hpa_bridge::local_prometheus::LocalPrometheus;
+use flink_hpa_bridge::fixtures::exporter::{self, FlinkTask, Store};
+use flink_hpa_bridge::fixtures::local_prometheus::LocalPrometheus;
 use flink_hpa_bridge::server::{self, StartOptions};
 use serde_json::Value;
 

@@ -6,11 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flink_hpa_bridge::exporter::FlinkTask;
+use flink_hpa_bridge::fixtures::exporter::FlinkTask;
 
 /// Query API requests Prometheus has served, from its own `/metrics`.
 async fn prometheus_query_requests(url: &str) -> f64 {
-    flink_hpa_bridge::local_prometheus::query_requests(url)
+    flink_hpa_bridge::fixtures::local_prometheus::query_requests(url)
         .await
         .unwrap()
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use common::*;
 use flink_hpa_bridge::config::Config;
-use flink_hpa_bridge::exporter::FlinkTask;
+use flink_hpa_bridge::fixtures::exporter::FlinkTask;
 use flink_hpa_bridge::pods::KubePods;
 use flink_hpa_bridge::server::{self, StartOptions};
 use serde_json::{json, Value};

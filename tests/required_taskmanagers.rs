@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use flink_hpa_bridge::exporter::{FlinkTask, Series, Store};
+use flink_hpa_bridge::fixtures::exporter::{FlinkTask, Series, Store};
 use serde_json::json;
 
 fn ext(ns: &str, metric: &str, selector: &str) -> String {
@@ -448,12 +448,16 @@ struct History {
 
 /// Backfills `history` into a fresh Prometheus with `promtool tsdb create-blocks-from
 /// openmetrics` and returns it running on those blocks.
-async fn backfilled(history: Vec<History>) -> flink_hpa_bridge::local_prometheus::LocalPrometheus {
+async fn backfilled(
+    history: Vec<History>,
+) -> flink_hpa_bridge::fixtures::local_prometheus::LocalPrometheus {
     use std::fmt::Write as _;
-    let mut prom =
-        flink_hpa_bridge::local_prometheus::LocalPrometheus::start(&[], Duration::from_secs(5))
-            .await
-            .expect("Prometheus must be installed (apt-get install -y prometheus)");
+    let mut prom = flink_hpa_bridge::fixtures::local_prometheus::LocalPrometheus::start(
+        &[],
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("Prometheus must be installed (apt-get install -y prometheus)");
     let mut by_family: std::collections::BTreeMap<String, Vec<History>> = Default::default();
     for h in history {
         by_family.entry(h.name.clone()).or_default().push(h);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use flink_hpa_bridge::exporter::{FlinkTask, Series};
+use flink_hpa_bridge::fixtures::exporter::{FlinkTask, Series};
 use serde_json::json;
 
 fn ext(ns: &str, metric: &str, selector: &str) -> String {

@@ -22,7 +22,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use flink_hpa_bridge::exporter::Series;
+use flink_hpa_bridge::fixtures::exporter::Series;
 use flink_hpa_bridge::promql::{self, MatchOp, Matcher, TranslateError, Translation};
 use flink_hpa_bridge::selector::{Selector, MAX_REQUIREMENTS, MAX_SELECTOR_LEN};
 use proptest::prelude::*;

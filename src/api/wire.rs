@@ -1,103 +1,19 @@
-//! JSON shapes of the metrics APIs (`k8s.io/metrics` types) and of `metav1.Status`.
+//! JSON shapes of the metrics APIs (`k8s.io/metrics` types); `metav1.Status` is in
+//! [`crate::status`].
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::provider::{
-    CustomValue, ExternalValue, MetricError, MetricInfo, MetricTarget, ObjectRef,
-};
+use crate::provider::{CustomValue, ExternalValue, MetricInfo, MetricTarget, ObjectRef};
 use crate::quantity;
 use crate::selector::{Operator, Selector};
+pub use crate::status::{json_response, ApiError};
 
 pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
 pub const CUSTOM_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
 pub const EXTERNAL_VERSION: &str = "v1beta1";
-
-/// An error answered as a Kubernetes `Status` object.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(code: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-
-    fn reason(&self) -> &'static str {
-        match self.code.as_u16() {
-            400 => "BadRequest",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "NotFound",
-            405 => "MethodNotAllowed",
-            413 => "RequestEntityTooLarge",
-            429 => "TooManyRequests",
-            503 => "ServiceUnavailable",
-            504 => "Timeout",
-            _ => "InternalError",
-        }
-    }
-
-    pub fn body(&self) -> Value {
-        json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason(),
-            "code": self.code.as_u16(),
-        })
-    }
-}
-
-impl From<MetricError> for ApiError {
-    fn from(e: MetricError) -> Self {
-        let code = match &e {
-            MetricError::UnknownMetric { .. } | MetricError::NoData(_) => StatusCode::NOT_FOUND,
-            MetricError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            MetricError::Unusable(_) | MetricError::BackendUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            MetricError::BackendFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(code, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        json_response(self.code, &self.body())
-    }
-}
-
-/// Always `application/json`, whatever the client's `Accept` asked for: client-go decodes by
-/// the response's content type, and a 406 would fail the HPA.
-pub fn json_response<T: Serialize + ?Sized>(code: StatusCode, body: &T) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    (
-        code,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
-}
 
 /// RFC 3339, UTC, whole seconds, as `metav1.Time` marshals.
 pub fn timestamp(unix_seconds: f64) -> String {
@@ -395,16 +311,6 @@ pub fn openapi_v2() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_shape() {
-        let e = ApiError::not_found("the server could not find the metric x for pods");
-        assert_eq!(
-            e.body(),
-            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
-                   "message":"the server could not find the metric x for pods","reason":"NotFound","code":404})
-        );
-    }
 
     #[test]
     fn timestamps_are_whole_seconds_utc() {

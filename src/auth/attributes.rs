@@ -3,6 +3,8 @@
 
 use http::Method;
 
+use crate::path::RequestPath;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Attributes {
     Resource {
@@ -35,19 +37,16 @@ fn http_verb(method: &Method) -> &'static str {
 /// namespace (unless `namespaces/<ns>` is all there is); then resource, name, subresource. A
 /// read with a name is `get`, without one `list`. Everything else is a non-resource request.
 pub fn attributes(method: &Method, path: &str) -> Attributes {
+    attributes_of(method, &RequestPath::parse(path))
+}
+
+/// [`attributes`] of an already parsed path.
+pub fn attributes_of(method: &Method, path: &RequestPath) -> Attributes {
     let non_resource = || Attributes::NonResource {
         verb: http_verb(method).to_string(),
-        path: path.to_string(),
+        path: path.as_str().to_string(),
     };
-    let parts: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(|p| {
-            percent_encoding::percent_decode_str(p)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let parts = path.trimmed();
     if parts.len() < 4 || parts[0] != "apis" {
         return non_resource();
     }
@@ -55,7 +54,8 @@ pub fn attributes(method: &Method, path: &str) -> Attributes {
     let mut rest = &parts[3..];
     let mut namespace = None;
     // `namespaces/<ns>/…` scopes the request; `namespaces` or `namespaces/<name>` alone is the
-    // Namespace resource itself.
+    // Namespace resource itself. This is the URL as kube-apiserver reads it for authorization,
+    // not the scope of the described object (see `crate::path::is_cluster_scoped`).
     if rest.first().map(String::as_str) == Some("namespaces") && rest.len() >= 3 {
         namespace = Some(rest[1].clone());
         rest = &rest[2..];

@@ -80,7 +80,11 @@ impl SarAuthorizer {
 
     /// Asks the API server whether `user` may do `attrs`. Errors (API unreachable) are not
     /// cached, so the next request asks again.
-    pub async fn authorize(&self, user: &User, attrs: &Attributes) -> Result<Decision, String> {
+    pub async fn authorize(
+        &self,
+        user: &User,
+        attrs: &Attributes,
+    ) -> Result<Decision, ReviewError> {
         let key = (user.clone(), attrs.clone());
         if let Some(d) = self.cache.get(&key) {
             return Ok(d);
@@ -130,8 +134,13 @@ impl SarAuthorizer {
             api.create(&PostParams::default(), &review),
         )
         .await
-        .map_err(|_| "SubjectAccessReview timed out".to_string())?
-        .map_err(|e| format!("SubjectAccessReview failed: {e}"))?;
+        .map_err(|_| ReviewError::Timeout {
+            review: "SubjectAccessReview",
+        })?
+        .map_err(|source| ReviewError::Api {
+            review: "SubjectAccessReview",
+            source,
+        })?;
         let status = answer.status.unwrap_or_default();
         let decision = if status.allowed {
             Decision::Allow
@@ -141,6 +150,19 @@ impl SarAuthorizer {
         self.cache.put(key, decision.clone());
         Ok(decision)
     }
+}
+
+/// Why a review could not be asked of the API server. Not cached: the next request asks again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{review} timed out")]
+    Timeout { review: &'static str },
+    #[error("{review} failed: {source}")]
+    Api {
+        review: &'static str,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 pub struct TokenReviewer {
@@ -158,7 +180,7 @@ impl TokenReviewer {
 
     /// The user a bearer token belongs to, `None` for a token the API server rejects. Tokens
     /// are cached by digest, never kept in clear.
-    pub async fn review(&self, token: &str) -> Result<Option<User>, String> {
+    pub async fn review(&self, token: &str) -> Result<Option<User>, ReviewError> {
         let key = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
             .to_vec();
@@ -178,8 +200,13 @@ impl TokenReviewer {
             api.create(&PostParams::default(), &review),
         )
         .await
-        .map_err(|_| "TokenReview timed out".to_string())?
-        .map_err(|e| format!("TokenReview failed: {e}"))?;
+        .map_err(|_| ReviewError::Timeout {
+            review: "TokenReview",
+        })?
+        .map_err(|source| ReviewError::Api {
+            review: "TokenReview",
+            source,
+        })?;
         let status = answer.status.unwrap_or_default();
         let user = match (status.authenticated, status.user) {
             (Some(true), Some(u)) => {

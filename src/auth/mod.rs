@@ -18,8 +18,9 @@ use http::{HeaderMap, Method, StatusCode};
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
-use crate::api::wire::ApiError;
-use attributes::attributes;
+use crate::path::RequestPath;
+use crate::status::ApiError;
+use attributes::attributes_of;
 use delegated::{Decision, FromConfigMap, SarAuthorizer, TokenReviewer};
 use identity::{from_client_cert, from_request_header, Authenticated, CertTrust, RequestHeader};
 
@@ -49,6 +50,23 @@ pub enum AuthError {
     File { file: String, message: String },
 }
 
+/// Who a request came from, as authenticated; a request extension for the handlers and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl Caller {
+    /// A request served without checking who sent it (probes, `--insecure-skip-auth`).
+    pub fn unchecked() -> Self {
+        Self("(not authenticated)".into())
+    }
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 pub struct Auth {
     insecure: bool,
     /// From flags; when set, the ConfigMap is not read.
@@ -71,6 +89,19 @@ fn load_trust(path: &PathBuf) -> Result<CertTrust, AuthError> {
 }
 
 impl Auth {
+    /// Everyone is served, without the warning [`Auth::new`] gives: for in-process callers
+    /// such as the `query` command, which sends no request over the network.
+    pub fn allow_all() -> Arc<Self> {
+        Arc::new(Self {
+            insecure: true,
+            fixed: None,
+            dynamic: Arc::default(),
+            authorizer: None,
+            tokens: None,
+            logged: Mutex::default(),
+        })
+    }
+
     /// Sets up authentication and authorization. With `kube`, authorization is delegated and
     /// the request-header settings follow the ConfigMap unless flags give them; without it,
     /// only `system:masters` can be served.
@@ -78,18 +109,22 @@ impl Auth {
         settings: &AuthSettings,
         kube: Option<kube::Client>,
     ) -> Result<Arc<Self>, AuthError> {
+        Self::with_clients(settings, kube.clone(), kube)
+    }
+
+    /// As [`Auth::new`], with one Kubernetes API for authentication (the ConfigMap,
+    /// TokenReview) and one for authorization (SubjectAccessReview), as
+    /// `--authentication-kubeconfig` and `--authorization-kubeconfig` choose.
+    pub fn with_clients(
+        settings: &AuthSettings,
+        authentication: Option<kube::Client>,
+        authorization: Option<kube::Client>,
+    ) -> Result<Arc<Self>, AuthError> {
         if settings.insecure_skip_auth {
             tracing::warn!(
                 "INSECURE: authentication and authorization are off; every request is served"
             );
-            return Ok(Arc::new(Self {
-                insecure: true,
-                fixed: None,
-                dynamic: Arc::default(),
-                authorizer: None,
-                tokens: None,
-                logged: Mutex::default(),
-            }));
+            return Ok(Self::allow_all());
         }
         let mut fixed = None;
         if settings.requestheader_client_ca_file.is_some() || settings.client_ca_file.is_some() {
@@ -114,19 +149,20 @@ impl Auth {
             fixed = Some(f);
         }
         let dynamic = Arc::new(RwLock::new(FromConfigMap::default()));
-        let (authorizer, tokens) = match kube {
+        let tokens = match authentication {
             Some(client) => {
                 if fixed.is_none() {
                     delegated::watch_configmap(client.clone(), dynamic.clone());
                 }
-                let tokens = settings
-                    .token_review
-                    .then(|| TokenReviewer::new(client.clone()));
-                (Some(SarAuthorizer::new(client)), tokens)
+                settings.token_review.then(|| TokenReviewer::new(client))
             }
+            None => None,
+        };
+        let authorizer = match authorization {
+            Some(client) => Some(SarAuthorizer::new(client)),
             None => {
                 tracing::warn!("authorization is unavailable (no Kubernetes API): only system:masters is served, everyone else gets 403");
-                (None, None)
+                None
             }
         };
         Ok(Arc::new(Self {
@@ -213,12 +249,12 @@ impl Auth {
     pub async fn check(
         &self,
         method: &Method,
-        path: &str,
+        path: &RequestPath,
         headers: &HeaderMap,
         chain: &[CertificateDer<'static>],
-    ) -> Result<(), ApiError> {
-        if self.insecure || ALWAYS_ALLOW_PATHS.contains(&path) {
-            return Ok(());
+    ) -> Result<Caller, ApiError> {
+        if self.insecure || ALWAYS_ALLOW_PATHS.contains(&path.as_str()) {
+            return Ok(Caller::unchecked());
         }
         let user = match self.authenticate(headers, chain) {
             Authenticated::User(u) => u,
@@ -234,7 +270,7 @@ impl Auth {
                         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized"));
                     }
                     Err(e) => {
-                        self.log_refusal("(bearer token)", &e);
+                        self.log_refusal("(bearer token)", &e.to_string());
                         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized"));
                     }
                 },
@@ -245,9 +281,9 @@ impl Auth {
             },
         };
         if user.is_master() {
-            return Ok(());
+            return Ok(Caller(user.name));
         }
-        let attrs = attributes(method, path);
+        let attrs = attributes_of(method, path);
         let refuse = |why: String| {
             self.log_refusal(&user.name, &why);
             Err(ApiError::new(
@@ -262,14 +298,14 @@ impl Auth {
             );
         };
         match authorizer.authorize(&user, &attrs).await {
-            Ok(Decision::Allow) => Ok(()),
+            Ok(Decision::Allow) => Ok(Caller(user.name.clone())),
             Ok(Decision::Deny(reason)) => refuse(if reason.is_empty() {
                 "denied by the API server".into()
             } else {
                 reason
             }),
             Err(e) => {
-                self.log_refusal(&user.name, &e);
+                self.log_refusal(&user.name, &e.to_string());
                 Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("authorization failed: {e}"),

@@ -241,7 +241,7 @@ pub(super) fn target_of(spec: &SignalSpec) -> crate::provider::MetricTarget {
         Api::External => crate::provider::MetricTarget::External,
         Api::Custom => crate::provider::MetricTarget::Custom {
             resource: spec.resource().to_string(),
-            namespaced: spec.resource() != "namespaces" && spec.resource() != "nodes",
+            namespaced: !crate::path::is_cluster_scoped(spec.resource()),
         },
     }
 }

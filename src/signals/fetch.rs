@@ -9,7 +9,7 @@ use crate::backend::QueryBackend;
 use crate::cache::Fetch;
 use crate::metrics::Metrics;
 use crate::prometheus::{PromError, Sample};
-use crate::provider::MetricError;
+use crate::provider::{MetricError, Shared};
 
 use super::plan::{Group, QuerySpec};
 use super::request::Mode;
@@ -96,6 +96,11 @@ async fn run_query(
         .observe(started.elapsed().as_secs_f64());
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics.queries.with_label_values(&[signal, outcome]).inc();
+    let reached = !matches!(
+        &result,
+        Err(PromError::Unreachable { .. } | PromError::Timeout { .. })
+    );
+    metrics.prometheus_up.set(i64::from(reached));
     let result = result.map_err(|e| backend_error(signal, e))?;
     if !result.warnings.is_empty() && !backend.accepts_warnings() {
         // Thanos and Cortex flag partial answers (a store down) with warnings: a partial sum
@@ -125,10 +130,9 @@ async fn run_query(
 }
 
 fn backend_error(signal: &str, e: PromError) -> MetricError {
-    let msg = format!("{signal}: {e}");
-    if e.is_unavailable() {
-        MetricError::BackendUnavailable(msg)
-    } else {
-        MetricError::BackendFailed(msg)
+    MetricError::Backend {
+        signal: signal.to_string(),
+        unavailable: e.is_unavailable(),
+        source: Shared::new(e),
     }
 }

@@ -60,7 +60,14 @@ pub const SOURCE_OPERATOR_REGEX: &str = "Source:.*";
 /// Resolves a `pods/*` label selector to pod names through the Kubernetes API.
 pub trait PodLister: Send + Sync {
     /// Names of the pods in `namespace` matching `selector`, or why they cannot be listed.
-    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, String>;
+    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, PodListError>;
+}
+
+/// Why pods cannot be listed now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PodListError {
+    #[error("the pod cache has not synced with the Kubernetes API yet")]
+    NotSynced,
 }
 
 pub struct Signals {
@@ -154,6 +161,78 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// What [`MetricsProvider::external`] answers, evaluated in `mode`, with the evaluation's
+    /// details (PromQL, samples, warnings; its `result` is moved into the answer). No details
+    /// when the metric is unknown.
+    pub async fn external_with(
+        &self,
+        req: &ExternalRequest,
+        mode: Mode,
+    ) -> (Result<Vec<ExternalValue>, MetricError>, Option<Evaluation>) {
+        let Some(spec) = self
+            .signals
+            .get(&req.metric)
+            .filter(|s| s.api() == Api::External)
+        else {
+            return (
+                Err(MetricError::UnknownMetric {
+                    metric: req.metric.clone(),
+                    resource: "external metrics".into(),
+                }),
+                None,
+            );
+        };
+        let request = Request {
+            namespace: Some(req.namespace.clone()),
+            series: req.selector.clone(),
+            objects: None,
+        };
+        let mut eval = self.evaluate_spec(spec, &request, mode).await;
+        let answer = std::mem::replace(&mut eval.result, Ok(Vec::new())).map(|items| {
+            self.observe_ages(&items);
+            external_values(items)
+        });
+        (answer, Some(eval))
+    }
+
+    /// What [`MetricsProvider::custom`] answers, evaluated in `mode`, with the evaluation's
+    /// details as in [`Signals::external_with`].
+    pub async fn custom_with(
+        &self,
+        req: &CustomRequest,
+        mode: Mode,
+    ) -> (Result<Vec<CustomValue>, MetricError>, Option<Evaluation>) {
+        let Some(spec) = self
+            .signals
+            .get(&req.metric)
+            .filter(|s| s.api() == Api::Custom && s.resource() == req.resource)
+        else {
+            return (
+                Err(MetricError::UnknownMetric {
+                    metric: req.metric.clone(),
+                    resource: req.resource.clone(),
+                }),
+                None,
+            );
+        };
+        let request = Request {
+            namespace: req.namespace.clone(),
+            series: req.metric_selector.clone(),
+            objects: Some(match &req.name {
+                ObjectName::All => Objects::All(req.selector.clone()),
+                ObjectName::Named(n) => Objects::Named(n.clone()),
+            }),
+        };
+        let mut eval = self.evaluate_spec(spec, &request, mode).await;
+        let answer = std::mem::replace(&mut eval.result, Ok(Vec::new())).map(|items| {
+            self.observe_ages(&items);
+            custom_values(items, &req.resource, req.namespace.as_deref())
+        });
+        (answer, Some(eval))
+    }
+}
+
 #[async_trait]
 impl MetricsProvider for Signals {
     fn metrics(&self) -> Vec<MetricInfo> {
@@ -167,54 +246,11 @@ impl MetricsProvider for Signals {
     }
 
     async fn external(&self, req: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError> {
-        let spec = self
-            .signals
-            .get(&req.metric)
-            .filter(|s| s.api() == Api::External)
-            .ok_or_else(|| MetricError::UnknownMetric {
-                metric: req.metric.clone(),
-                resource: "external metrics".into(),
-            })?;
-        let request = Request {
-            namespace: Some(req.namespace.clone()),
-            series: req.selector.clone(),
-            objects: None,
-        };
-        let items = self
-            .evaluate_spec(spec, &request, Mode::Serve)
-            .await
-            .result?;
-        self.observe_ages(&items);
-        Ok(external_values(items))
+        self.external_with(req, Mode::Serve).await.0
     }
 
     async fn custom(&self, req: &CustomRequest) -> Result<Vec<CustomValue>, MetricError> {
-        let spec = self
-            .signals
-            .get(&req.metric)
-            .filter(|s| s.api() == Api::Custom && s.resource() == req.resource)
-            .ok_or_else(|| MetricError::UnknownMetric {
-                metric: req.metric.clone(),
-                resource: req.resource.clone(),
-            })?;
-        let request = Request {
-            namespace: req.namespace.clone(),
-            series: req.metric_selector.clone(),
-            objects: Some(match &req.name {
-                ObjectName::All => Objects::All(req.selector.clone()),
-                ObjectName::Named(n) => Objects::Named(n.clone()),
-            }),
-        };
-        let items = self
-            .evaluate_spec(spec, &request, Mode::Serve)
-            .await
-            .result?;
-        self.observe_ages(&items);
-        Ok(custom_values(
-            items,
-            &req.resource,
-            req.namespace.as_deref(),
-        ))
+        self.custom_with(req, Mode::Serve).await.0
     }
 }
 

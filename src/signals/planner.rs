@@ -66,11 +66,7 @@ pub(super) fn plan(
         Some(Objects::Named(name)) => filters.push(LabelFilter::eq(object_label, name)),
         Some(Objects::All(selector)) => match (pods, &req.namespace, kind.resource()) {
             (Some(lister), Some(ns), "pods") => {
-                keep_objects = Some(
-                    lister
-                        .pods(ns, selector)
-                        .map_err(|e| MetricError::BackendUnavailable(e.to_string()))?,
-                );
+                keep_objects = Some(lister.pods(ns, selector).map_err(MetricError::Pods)?);
                 // Every pod's series; the answer is filtered by name, never by a regex of
                 // pod names in the query.
                 filters.push(LabelFilter {

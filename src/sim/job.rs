@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::exporter::{flink_value, Series};
+use crate::fixtures::exporter::{flink_value, Series};
 
 /// How a removed TaskManager leaves.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,7 +9,7 @@ pub mod workload;
 pub use job::{FlinkJob, JobConfig, ScaleDown};
 pub use workload::{oracle_task_managers, seed_sine, workload, Workload, WorkloadError};
 
-use crate::exporter::Series;
+use crate::fixtures::exporter::Series;
 use crate::hpa::controller::MetricReading;
 use crate::hpa::{Hpa, SyncInput};
 

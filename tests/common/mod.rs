@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use flink_hpa_bridge::config::Config;
-use flink_hpa_bridge::exporter::{self, Series, Store};
-use flink_hpa_bridge::local_prometheus::LocalPrometheus;
+use flink_hpa_bridge::fixtures::exporter::{self, Series, Store};
+use flink_hpa_bridge::fixtures::local_prometheus::LocalPrometheus;
 use flink_hpa_bridge::server::{self, StartOptions};
 use serde_json::Value;
 

@@ -779,7 +779,7 @@ async fn check_readme_raw_paths(prom_url: &str, cfg_path: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scraped_flink_series_answer_every_example_hpa() {
-    let prometheus = flink_hpa_bridge::local_prometheus::binary();
+    let prometheus = flink_hpa_bridge::fixtures::local_prometheus::binary();
     if !command_works(&prometheus, &["--version"]) {
         eprintln!("{prometheus} not installed: scrape jobs not run");
         return;

@@ -1,0 +1,56 @@
+//! Parses the path once and leaves it in the request's extensions.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+
+use crate::path::RequestPath;
+
+pub fn layer(r: Router) -> Router {
+    r.layer(axum::middleware::from_fn(parse))
+}
+
+async fn parse(mut req: Request, next: Next) -> Response {
+    let parsed = RequestPath::parse(req.uri().path());
+    req.extensions_mut().insert(parsed);
+    next.run(req).await
+}
+
+/// The parsed path of `req`, parsing it here if no layer did.
+pub fn of(parts: &http::request::Parts) -> RequestPath {
+    parts
+        .extensions
+        .get::<RequestPath>()
+        .cloned()
+        .unwrap_or_else(|| RequestPath::parse(parts.uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Extension;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn handlers_see_the_decoded_path() {
+        let app = layer(Router::new().route(
+            "/{*rest}",
+            get(|Extension(p): Extension<RequestPath>| async move {
+                p.api().map(|a| a.rest.join("|")).unwrap_or_default()
+            }),
+        ));
+        let resp = app
+            .oneshot(
+                Request::get("/apis/g/v/namespaces/a%2Fb/%2A")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"namespaces|a/b|*");
+    }
+}
