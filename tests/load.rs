@@ -95,7 +95,9 @@ async fn a_hundred_hpas_cost_one_query_per_refresh() {
     ) - before_own;
     let prom = prometheus_query_requests(&bed.prometheus_url).await - before_prom;
     eprintln!("{polls} polls by 100 HPAs in {elapsed:.1}s: {own} busy-time queries counted here, {prom} query requests counted by Prometheus");
-    assert!(polls > 1000, "{polls}");
+    // Enough polls that one query per refresh is far fewer than one per poll; how many a
+    // loaded machine manages in 5 s is a benchmark's business, not this test's.
+    assert!(polls >= 300, "{polls}");
     // Refresh interval 1 s: about one query per second for the signal, whatever the number of
     // HPAs; Prometheus also sees the one job-state query per second that the restart hold
     // shares between all Flink signals.
