@@ -73,6 +73,18 @@ impl<V: Send + Sync + 'static> Cache<V> {
         key: &Arc<str>,
         make_fetch: impl FnOnce() -> Fetch<V>,
     ) -> Arc<V> {
+        self.get_since(key, make_fetch, None).await
+    }
+
+    /// [`Cache::get`], but a value stored before `since` does not count: one that must be at
+    /// least as new as another answer (a job's state next to the data it qualifies) is fetched
+    /// again, or taken from a fetch already under way.
+    pub async fn get_since(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        make_fetch: impl FnOnce() -> Fetch<V>,
+        since: Option<Instant>,
+    ) -> Arc<V> {
         let refresh = self.settings.refresh_interval;
         let waiting = {
             let mut entries = self.lock();
@@ -93,7 +105,11 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 return Arc::new((self.on_panic)("cache entry vanished".into()));
             };
             entry.last_access = Instant::now();
-            match &entry.value {
+            let current = entry
+                .value
+                .as_ref()
+                .filter(|(_, at)| since.is_none_or(|s| *at >= s));
+            match current {
                 Some((v, at)) if at.elapsed() < refresh => {
                     self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
                     return v.clone();

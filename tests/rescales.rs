@@ -100,6 +100,14 @@ async fn a_failed_evaluation_does_not_disable_the_next_hold() {
         .wait_for(&path, |r| r.status == 200 && value(r) == "500")
         .await;
     set(0.0, 3_000.0, 1.0);
+    // The restart must be seen (and its runningTime reset with it) before the job warms
+    // again: a rise of the restart count whose runningTime never reset is a restart still
+    // under way.
+    wait_scraped(
+        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 1"),
+        1,
+    )
+    .await;
     client
         .wait_for(&path, |r| r.status == 200 && value(r) == "500")
         .await;
@@ -368,4 +376,46 @@ async fn a_job_without_jobmanager_series_is_reported() {
         .parse()
         .unwrap_or(0.0);
     assert!(n >= 1.0, "{line}");
+}
+
+#[tokio::test]
+async fn a_restart_count_that_rises_before_running_time_resets_holds() {
+    let bed = bed();
+    let client = bed.main.client();
+    let ns = unique("restarting");
+    let path = ext(&ns, "flink_busy_time_max", "job_name=orders-enrich");
+    let set = |busy: f64, running_ms: f64, restarts: f64| {
+        let mut s = job_state_of(&ns, "orders-enrich", running_ms, restarts);
+        s.extend(busy_job(&ns, "orders-enrich", &[busy, busy]));
+        bed.store.set(&ns, s);
+    };
+    set(400.0, 600_000.0, 0.0);
+    client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "400")
+        .await;
+    // Flink 1.20 while RESTARTING: numRestarts has risen, runningTime still counts the old
+    // attempt, and the new tasks read 1000 ms/s while they initialise.
+    set(1000.0, 610_000.0, 1.0);
+    wait_scraped(
+        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 1"),
+        1,
+    )
+    .await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let r = client.get(&path).await;
+        assert_eq!((r.status, value(&r)), (200, json!("400")), "{}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // RUNNING again (runningTime restarted), then warm: the data speaks again.
+    set(1000.0, 2_000.0, 1.0);
+    wait_scraped(
+        &format!("flink_jobmanager_job_runningTime{{namespace=\"{ns}\"}} < 10000"),
+        1,
+    )
+    .await;
+    set(700.0, 600_000.0, 1.0);
+    client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "700")
+        .await;
 }

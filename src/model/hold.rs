@@ -17,46 +17,62 @@ pub struct JobState {
     pub restarts: Option<f64>,
 }
 
-/// The restart count last seen for a job and when (Unix seconds) it last rose.
+/// The restart count last seen for a job, when (Unix seconds) it last rose, and whether the
+/// job's `runningTime` has been seen to start again since.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RestartCount {
     pub count: f64,
     pub rose_at: Option<f64>,
+    pub running_reset: bool,
 }
 
-/// Updates the remembered restart count with a new reading at `now`.
-pub fn track_restarts(prev: Option<RestartCount>, count: f64, now: f64) -> RestartCount {
+/// Updates the remembered restart count with a new reading at `now`; `young` tells whether
+/// the reading's `runningTime` is below the warm-up (the new attempt's clock).
+pub fn track_restarts(
+    prev: Option<RestartCount>,
+    count: f64,
+    young: bool,
+    now: f64,
+) -> RestartCount {
     match prev {
         Some(p) if count > p.count => RestartCount {
             count,
             rose_at: Some(now),
+            running_reset: young,
         },
         Some(p) => RestartCount {
             count: count.max(p.count),
             rose_at: p.rose_at,
+            running_reset: p.running_reset || young,
         },
         None => RestartCount {
             count,
             rose_at: None,
+            running_reset: young,
         },
     }
 }
 
-/// Whether the job is restarting or still warming up at `now`. `runningTime` restarts from 0
-/// with every restart, so it is the better witness; a rise of the restart count stands in
-/// where a Flink version does not export it.
+/// Whether the job is restarting or still warming up at `now`: its `runningTime` is below the
+/// warm-up, or its restart count rose within the warm-up and `runningTime` has not started
+/// again since. Flink 1.20 resets `runningTime` only once the job is RUNNING again and keeps
+/// counting the old attempt's time while it restarts (seen on a real Reactive Mode rescale:
+/// 224,799 ms reported while the REST API said RESTARTING, 11,777 ms fifteen seconds later),
+/// whereas `numRestarts` rises as the restart begins, rescales included. Without a
+/// `runningTime` series, the rise alone decides for the warm-up.
 pub fn is_restarting(
     state: &JobState,
     seen: Option<RestartCount>,
     warm_up: Duration,
     now: f64,
 ) -> bool {
-    match state.running_ms {
-        Some(ms) => ms < warm_up.as_secs_f64() * 1000.0,
-        None => seen
-            .and_then(|s| s.rose_at)
-            .is_some_and(|t| now - t < warm_up.as_secs_f64()),
-    }
+    let warm = warm_up.as_secs_f64();
+    let young = state.running_ms.is_some_and(|ms| ms < warm * 1000.0);
+    let rose = seen.is_some_and(|s| {
+        s.rose_at.is_some_and(|t| now - t < warm)
+            && (state.running_ms.is_none() || !s.running_reset)
+    });
+    young || rose
 }
 
 /// How a held value relates to the job's parallelism.
@@ -114,20 +130,45 @@ mod tests {
     }
 
     #[test]
+    fn a_rise_of_restarts_counts_while_running_time_still_counts_the_old_attempt() {
+        // Flink 1.20 during a rescale: numRestarts has risen, runningTime not reset yet.
+        let restarting = JobState {
+            running_ms: Some(224_799.0),
+            restarts: Some(5.0),
+        };
+        let seen = track_restarts(
+            Some(track_restarts(None, 4.0, false, 1_000.0)),
+            5.0,
+            false,
+            1_015.0,
+        );
+        assert!(is_restarting(&restarting, Some(seen), WARM_UP, 1_016.0));
+        // Long after the rise, a runningTime past the warm-up is warm.
+        assert!(!is_restarting(&restarting, Some(seen), WARM_UP, 1_200.0));
+        // RUNNING again: runningTime restarted (seen young), then past the warm-up it rules.
+        let reset = track_restarts(Some(seen), 5.0, true, 1_030.0);
+        let warm_again = JobState {
+            running_ms: Some(121_000.0),
+            restarts: Some(5.0),
+        };
+        assert!(!is_restarting(&warm_again, Some(reset), WARM_UP, 1_100.0));
+    }
+
+    #[test]
     fn without_running_time_a_recent_rise_of_restarts_decides() {
         let state = JobState {
             running_ms: None,
             restarts: Some(3.0),
         };
-        let first = track_restarts(None, 2.0, 1_000.0);
+        let first = track_restarts(None, 2.0, false, 1_000.0);
         assert_eq!(first.rose_at, None, "the first reading is no rise");
-        let rose = track_restarts(Some(first), 3.0, 1_010.0);
+        let rose = track_restarts(Some(first), 3.0, false, 1_010.0);
         assert_eq!(rose.rose_at, Some(1_010.0));
         // 1,100 - 1,010 = 90 s < 120 s: warming up; at 1,130 it is 120 s: done.
         assert!(is_restarting(&state, Some(rose), WARM_UP, 1_100.0));
         assert!(!is_restarting(&state, Some(rose), WARM_UP, 1_130.0));
         // A reading that goes down (a counter reset) is no rise.
-        let after = track_restarts(Some(rose), 0.0, 1_200.0);
+        let after = track_restarts(Some(rose), 0.0, false, 1_200.0);
         assert_eq!(after.rose_at, Some(1_010.0));
     }
 

@@ -38,6 +38,17 @@ pub type Outcome = Result<Arc<Fetched>, MetricError>;
 
 impl Signals {
     pub(super) async fn fetch(&self, signal: &str, spec: QuerySpec, mode: Mode) -> Outcome {
+        self.fetch_since(signal, spec, mode, None).await
+    }
+
+    /// [`Signals::fetch`] with an answer stored no earlier than `since`.
+    pub(super) async fn fetch_since(
+        &self,
+        signal: &str,
+        spec: QuerySpec,
+        mode: Mode,
+        since: Option<Instant>,
+    ) -> Outcome {
         let promql: Arc<str> = Arc::from(spec.promql());
         let make = || -> Fetch<Outcome> {
             let backend = self.backend.clone();
@@ -63,7 +74,7 @@ impl Signals {
             })
         };
         match (&self.cache, mode) {
-            (Some(cache), Mode::Serve) => (*cache.get(&promql, make).await).clone(),
+            (Some(cache), Mode::Serve) => (*cache.get_since(&promql, make, since).await).clone(),
             _ => (make())().await,
         }
     }

@@ -109,7 +109,10 @@ impl Tracker {
             known += 1;
             let count = match state.restarts {
                 Some(c) if seen.len() < MAX_JOBS || seen.contains_key(&key) => {
-                    let c = track_restarts(seen.get(&key).copied(), c, now);
+                    let young = state
+                        .running_ms
+                        .is_some_and(|ms| ms < warm_up.as_secs_f64() * 1000.0);
+                    let c = track_restarts(seen.get(&key).copied(), c, young, now);
                     seen.insert(key, c);
                     Some(c)
                 }
