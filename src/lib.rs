@@ -22,4 +22,5 @@ pub mod selector;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod simulate;
 pub mod tls;

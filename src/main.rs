@@ -147,6 +147,8 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
+    Simulate(flink_hpa_bridge::simulate::cli::SimulateArgs),
+    Replay(flink_hpa_bridge::simulate::cli::ReplayArgs),
 }
 
 fn init_logging(default: &str) {
@@ -292,5 +294,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("demo failed")
         }
+        Command::Simulate(a) => flink_hpa_bridge::simulate::cli::simulate(a),
+        Command::Replay(a) => flink_hpa_bridge::simulate::cli::replay(a).await,
     }
 }
