@@ -139,7 +139,9 @@ enum Command {
         explain: bool,
     },
     /// Validate a configuration file.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        file: PathBuf,
+    },
     /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
     Demo {
         #[arg(long, default_value_t = 6443)]

@@ -15,7 +15,6 @@ use flink_hpa_bridge::prometheus::{self, PromError, QueryResult, RangeResult, Sa
 use flink_hpa_bridge::selector::Selector;
 use flink_hpa_bridge::signals::{Mode, Objects, Request, Signals};
 
-
 #[path = "support/backfill.rs"]
 mod backfill;
 
@@ -212,7 +211,13 @@ signals:
         queries.len() >= 10,
         "the signal kinds emitted only {queries:?}"
     );
-    for must in ["label_replace(", "timestamp(", "rate(", "last_over_time(", " or "] {
+    for must in [
+        "label_replace(",
+        "timestamp(",
+        "rate(",
+        "last_over_time(",
+        " or ",
+    ] {
         assert!(
             queries.iter().any(|q| q.contains(must)),
             "no emitted query uses {must}"
@@ -222,11 +227,16 @@ signals:
 
     // Evaluation times: across the history, at and around the rescales, and past its end
     // (stale data within and beyond the 5 min lookback).
-    let mut times: Vec<i64> = (0..=2400).step_by(97).map(|s| start_ms + s * 1000).collect();
+    let mut times: Vec<i64> = (0..=2400)
+        .step_by(97)
+        .map(|s| start_ms + s * 1000)
+        .collect();
     times.extend(
-        [600_000, 602_500, 615_000, 1_200_000, 1_203_000, 2_099_000, 2_100_000, 2_101_000]
-            .iter()
-            .map(|d| start_ms + d),
+        [
+            600_000, 602_500, 615_000, 1_200_000, 1_203_000, 2_099_000, 2_100_000, 2_101_000,
+        ]
+        .iter()
+        .map(|d| start_ms + d),
     );
     let mut compared = 0;
     let mut non_empty = 0;
@@ -264,7 +274,10 @@ signals:
         }
     }
     assert!(compared > 1000, "{compared} comparisons");
-    assert!(non_empty > compared / 2, "{non_empty} of {compared} non-empty");
+    assert!(
+        non_empty > compared / 2,
+        "{non_empty} of {compared} non-empty"
+    );
 
     // A range query gives the instant answers at each step.
     let r = memory
@@ -299,7 +312,9 @@ signals:
         "kafka_consumergroup_lag @ 100",
     ] {
         assert!(
-            memory.eval_instant(q, (start_ms + 700_000) as f64 / 1000.0).is_err(),
+            memory
+                .eval_instant(q, (start_ms + 700_000) as f64 / 1000.0)
+                .is_err(),
             "{q} answered"
         );
     }

@@ -13,12 +13,7 @@ use flink_hpa_bridge::simulate::{self, SimulateOptions};
 fn read_csv(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
     lines
         .map(|l| {
             // The leading numeric columns hold no quotes or commas.
@@ -52,7 +47,11 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
 
     let png = std::fs::read(dir.path().join("plot.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(png.len() > 20_000, "a plot with content: {} bytes", png.len());
+    assert!(
+        png.len() > 20_000,
+        "a plot with content: {} bytes",
+        png.len()
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let rows = read_csv(&dir.path().join("timeline.csv"));
@@ -63,7 +62,10 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
     // TaskManager-seconds: what the HPA leaves running from each sync to the next.
     let mut tm_s = 0.0;
     for (i, r) in rows.iter().enumerate() {
-        let next = rows.get(i + 1).map(|n| f(n, "time_seconds")).unwrap_or(1800.0);
+        let next = rows
+            .get(i + 1)
+            .map(|n| f(n, "time_seconds"))
+            .unwrap_or(1800.0);
         tm_s += f(r, "desired_replicas") * (next - f(r, "time_seconds"));
     }
     let reported = summary["taskmanager_seconds"].as_f64().unwrap();
@@ -75,7 +77,10 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
         let rate = 3000.0 * (1.0 - (2.0 * std::f64::consts::PI * s as f64 / 1800.0).cos());
         oracle += (rate / 1000.0).ceil().max(1.0);
     }
-    assert_eq!(summary["oracle_taskmanager_seconds"].as_f64().unwrap(), oracle);
+    assert_eq!(
+        summary["oracle_taskmanager_seconds"].as_f64().unwrap(),
+        oracle
+    );
     let max_tm = rows
         .iter()
         .map(|r| f(r, "task_managers"))
@@ -149,7 +154,9 @@ fn the_cli_runs_a_step_and_refuses_a_bad_duration() {
     let rows = read_csv(&dir.path().join("timeline.csv"));
     assert_eq!(rows.len(), 40);
     // The step to 6,000 rec/s at 5 min: the lag signal makes the HPA add TaskManagers.
-    assert!(rows.iter().any(|r| f(r, "desired_replicas") > f(r, "task_managers")));
+    assert!(rows
+        .iter()
+        .any(|r| f(r, "desired_replicas") > f(r, "task_managers")));
     let bad = std::process::Command::new(bin)
         .args([
             "simulate",
@@ -223,7 +230,9 @@ spec:
             .filter(|s| {
                 s.name == "flink_taskmanager_job_task_busyTimeMsPerSecond"
                     && s.timestamp_ms == Some(newest)
-                    && s.labels.iter().any(|(k, v)| k == "task_name" && v == "enrich")
+                    && s.labels
+                        .iter()
+                        .any(|(k, v)| k == "task_name" && v == "enrich")
             })
             .map(|s| s.value)
             .reduce(f64::max)
@@ -254,7 +263,9 @@ spec:
         assert_eq!(w[1].task_managers as i32, w[0].desired_replicas);
     }
     assert!(
-        r.rows.iter().any(|row| row.desired_replicas as usize != row.task_managers),
+        r.rows
+            .iter()
+            .any(|row| row.desired_replicas as usize != row.task_managers),
         "the HPA never changed its mind over a load from 500 to 4,500 rec/s"
     );
     let tm_s: f64 = r

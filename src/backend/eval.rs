@@ -165,7 +165,9 @@ impl Evaluator<'_> {
                         })
                         .collect(),
                 )),
-                _ => Err(EvalError::Unsupported("unary minus on a range vector".into())),
+                _ => Err(EvalError::Unsupported(
+                    "unary minus on a range vector".into(),
+                )),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(
                 self.select(vs)?
@@ -199,7 +201,7 @@ impl Evaluator<'_> {
         Self::check_selector(vs)?;
         let at = self.ts - offset_ms(&vs.offset);
         let mut out = Vec::new();
-        for s in self.store.series() {
+        for s in self.store.candidates(vs.name.as_deref()) {
             if !matches(&vs.matchers, &vs.name, &s.labels) {
                 continue;
             }
@@ -218,8 +220,7 @@ impl Evaluator<'_> {
         let at = self.ts - off;
         Ok(self
             .store
-            .series()
-            .iter()
+            .candidates(vs.name.as_deref())
             .filter(|s| matches(&vs.matchers, &vs.name, &s.labels))
             .map(|s| MSeries {
                 labels: s.labels.clone(),
@@ -257,7 +258,9 @@ impl Evaluator<'_> {
     fn matrix(&self, e: &Expr) -> Result<Vec<MSeries>, EvalError> {
         match self.eval(e)? {
             Value::Matrix(v) => Ok(v),
-            _ => Err(EvalError::Execution(format!("expected a range vector: {e}"))),
+            _ => Err(EvalError::Execution(format!(
+                "expected a range vector: {e}"
+            ))),
         }
     }
 
@@ -330,12 +333,22 @@ impl Evaluator<'_> {
                     v
                 }))
             }
-            (Value::Vector(l), Value::Scalar(r)) => {
-                Ok(Value::Vector(vector_scalar(op, l, r, false, return_bool, comparison)?))
-            }
-            (Value::Scalar(l), Value::Vector(r)) => {
-                Ok(Value::Vector(vector_scalar(op, r, l, true, return_bool, comparison)?))
-            }
+            (Value::Vector(l), Value::Scalar(r)) => Ok(Value::Vector(vector_scalar(
+                op,
+                l,
+                r,
+                false,
+                return_bool,
+                comparison,
+            )?)),
+            (Value::Scalar(l), Value::Vector(r)) => Ok(Value::Vector(vector_scalar(
+                op,
+                r,
+                l,
+                true,
+                return_bool,
+                comparison,
+            )?)),
             (Value::Vector(l), Value::Vector(r)) => {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
                 if b.op.is_set_operator() {
@@ -487,10 +500,14 @@ impl Evaluator<'_> {
                 let src = self.string(arg(3)?)?;
                 let re_text = self.string(arg(4)?)?;
                 let re = regex::Regex::new(&format!("^(?s:{re_text})$")).map_err(|e| {
-                    EvalError::Execution(format!("invalid regular expression in label_replace(): {e}"))
+                    EvalError::Execution(format!(
+                        "invalid regular expression in label_replace(): {e}"
+                    ))
                 })?;
                 if !crate::promql::is_valid_label_name(&dst) {
-                    return Err(EvalError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+                    return Err(EvalError::Execution(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
                 }
                 let mut out = Vec::with_capacity(v.len());
                 for mut s in v {
@@ -536,9 +553,8 @@ impl Evaluator<'_> {
             }
             "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "predict_linear"
             | "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time"
-            | "count_over_time" | "last_over_time" | "present_over_time"
-            | "stddev_over_time" | "stdvar_over_time" | "changes" | "resets"
-            | "quantile_over_time" => {
+            | "count_over_time" | "last_over_time" | "present_over_time" | "stddev_over_time"
+            | "stdvar_over_time" | "changes" | "resets" | "quantile_over_time" => {
                 let (m_arg, extra) = match name {
                     "quantile_over_time" => (arg(1)?, Some(self.scalar(arg(0)?)?)),
                     "predict_linear" => (arg(0)?, Some(self.scalar(arg(1)?)?)),
@@ -577,20 +593,14 @@ fn aggregate_values(op: &str, vs: &[f64], param: Option<f64>) -> f64 {
         "group" => 1.0,
         "avg" => vs.iter().sum::<f64>() / n,
         // Prometheus: a NaN is replaced by any later value, so NaN only when all are.
-        "max" => vs.iter().skip(1).fold(vs[0], |m, &v| {
-            if v > m || m.is_nan() {
-                v
-            } else {
-                m
-            }
-        }),
-        "min" => vs.iter().skip(1).fold(vs[0], |m, &v| {
-            if v < m || m.is_nan() {
-                v
-            } else {
-                m
-            }
-        }),
+        "max" => vs
+            .iter()
+            .skip(1)
+            .fold(vs[0], |m, &v| if v > m || m.is_nan() { v } else { m }),
+        "min" => vs
+            .iter()
+            .skip(1)
+            .fold(vs[0], |m, &v| if v < m || m.is_nan() { v } else { m }),
         "stdvar" | "stddev" => {
             let mean = vs.iter().sum::<f64>() / n;
             let var = vs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -747,10 +757,7 @@ fn vector_vector(
             )));
         }
     }
-    let include: Vec<String> = card
-        .labels()
-        .map(|l| l.labels.clone())
-        .unwrap_or_default();
+    let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let mut matched_sigs: HashSet<Labels> = HashSet::new();
     let mut result_sets: HashSet<Labels> = HashSet::new();
@@ -758,7 +765,11 @@ fn vector_vector(
     for ls in lhs {
         let sig = signature(&ls.labels, matching);
         let Some(rs) = right.get(&sig) else { continue };
-        let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (vl, vr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
         let (mut value, keep) = elem_binop(op, vl, vr)?;
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
@@ -852,7 +863,11 @@ pub fn extrapolated_rate(
     } else {
         avg / 2.0
     };
-    interval += if to_end < threshold { to_end } else { avg / 2.0 };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg / 2.0
+    };
     result *= interval / sampled;
     if is_rate {
         result /= range_seconds;
@@ -929,20 +944,20 @@ fn range_function(name: &str, s: &MSeries, ts: i64, extra: Option<f64>) -> Optio
         "count_over_time" => Some(n),
         "present_over_time" => Some(1.0),
         "last_over_time" => Some(p[p.len() - 1].1),
-        "max_over_time" => Some(values().skip(1).fold(p[0].1, |m, v| {
-            if v > m || m.is_nan() {
-                v
-            } else {
-                m
-            }
-        })),
-        "min_over_time" => Some(values().skip(1).fold(p[0].1, |m, v| {
-            if v < m || m.is_nan() {
-                v
-            } else {
-                m
-            }
-        })),
+        "max_over_time" => {
+            Some(
+                values()
+                    .skip(1)
+                    .fold(p[0].1, |m, v| if v > m || m.is_nan() { v } else { m }),
+            )
+        }
+        "min_over_time" => {
+            Some(
+                values()
+                    .skip(1)
+                    .fold(p[0].1, |m, v| if v < m || m.is_nan() { v } else { m }),
+            )
+        }
         "stddev_over_time" | "stdvar_over_time" => {
             let mean = values().sum::<f64>() / n;
             let var = values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -952,9 +967,16 @@ fn range_function(name: &str, s: &MSeries, ts: i64, extra: Option<f64>) -> Optio
                 var
             })
         }
-        "changes" => Some(p.windows(2).filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan())).count() as f64),
+        "changes" => Some(
+            p.windows(2)
+                .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                .count() as f64,
+        ),
         "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-        "quantile_over_time" => Some(quantile(extra.unwrap_or(f64::NAN), &values().collect::<Vec<_>>())),
+        "quantile_over_time" => Some(quantile(
+            extra.unwrap_or(f64::NAN),
+            &values().collect::<Vec<_>>(),
+        )),
         _ => None,
     }
 }

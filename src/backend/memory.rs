@@ -64,6 +64,8 @@ pub struct Store {
     index: HashMap<Labels, usize>,
     /// Per scrape target: the series its last scrape exported.
     last_scrape: HashMap<String, HashSet<usize>>,
+    /// Series by metric name.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -92,8 +94,12 @@ impl Store {
                     ts: Vec::new(),
                     vs: Vec::new(),
                 });
-                self.index.insert(labels, self.series.len() - 1);
-                self.series.len() - 1
+                let id = self.series.len() - 1;
+                if let Some(n) = labels.get("__name__") {
+                    self.by_name.entry(n.clone()).or_default().push(id);
+                }
+                self.index.insert(labels, id);
+                id
             }
         };
         let s = &mut self.series[id];
@@ -143,12 +149,54 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets samples older than `t_ms`, keeping memory bounded in long runs.
+    /// Forgets samples older than `t_ms`, and series left without samples, keeping memory
+    /// and query time bounded in long runs (every rescale starts new series).
     pub fn truncate_before(&mut self, t_ms: i64) {
         for s in &mut self.series {
             let i = s.ts.partition_point(|&x| x < t_ms);
             s.ts.drain(..i);
             s.vs.drain(..i);
+        }
+        if self.series.iter().all(|s| !s.ts.is_empty()) {
+            return;
+        }
+        let mut remap = vec![None; self.series.len()];
+        let mut kept = Vec::with_capacity(self.series.len());
+        for (old, s) in std::mem::take(&mut self.series).into_iter().enumerate() {
+            if !s.ts.is_empty() {
+                remap[old] = Some(kept.len());
+                kept.push(s);
+            }
+        }
+        self.series = kept;
+        self.index = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.labels.clone(), i))
+            .collect();
+        for ids in self.last_scrape.values_mut() {
+            *ids = ids.iter().filter_map(|&i| remap[i]).collect();
+        }
+        self.by_name.clear();
+        for (i, s) in self.series.iter().enumerate() {
+            if let Some(n) = s.labels.get("__name__") {
+                self.by_name.entry(n.clone()).or_default().push(i);
+            }
+        }
+    }
+
+    /// The series a selector can match: those of its metric name, when it names one.
+    pub fn candidates(&self, name: Option<&str>) -> Box<dyn Iterator<Item = &StoredSeries> + '_> {
+        match name {
+            Some(n) => Box::new(
+                self.by_name
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .map(move |&i| &self.series[i]),
+            ),
+            None => Box::new(self.series.iter()),
         }
     }
 }
@@ -238,7 +286,7 @@ impl QueryBackend for MemoryBackend {
         end: f64,
         step: f64,
     ) -> Result<RangeResult, PromError> {
-        if !(step > 0.0) || end < start {
+        if step.is_nan() || step <= 0.0 || end < start {
             return Err(to_prom(EvalError::Parse(format!(
                 "invalid range: start {start}, end {end}, step {step}"
             ))));
@@ -327,6 +375,38 @@ mod tests {
         // Without a newer sample the value holds for the 5 min lookback, inclusive.
         assert_eq!(at(305.0), vec![3.0]);
         assert!(at(305.001).is_empty());
+    }
+
+    #[test]
+    fn truncation_drops_emptied_series_and_keeps_staleness_working() {
+        let b = MemoryBackend::new("memory");
+        b.with_store(|s| {
+            s.scrape("job", 0, [(l(&[("__name__", "x"), ("i", "old")]), 1.0)])
+                .unwrap();
+            s.scrape(
+                "job",
+                10_000,
+                [
+                    (l(&[("__name__", "x"), ("i", "a")]), 2.0),
+                    (l(&[("__name__", "x"), ("i", "b")]), 3.0),
+                ],
+            )
+            .unwrap();
+            // "old" got its staleness marker at 10 s, which survives this.
+            s.truncate_before(5_000);
+            assert_eq!(s.series().len(), 3);
+            s.append(l(&[("__name__", "x"), ("i", "a")]), 12_000, 4.0)
+                .unwrap();
+            // Only "a" has a sample at or after 11 s.
+            s.truncate_before(11_000);
+            assert_eq!(s.series().len(), 1);
+            // "a" disappearing from the next scrape still gets its marker.
+            s.scrape("job", 15_000, [(l(&[("__name__", "y")]), 5.0)])
+                .unwrap();
+        });
+        assert!(b.eval_instant("x", 15.0).unwrap().is_empty());
+        assert_eq!(b.eval_instant("x", 14.0).unwrap()[0].value, 4.0);
+        assert_eq!(b.eval_instant("y", 15.0).unwrap()[0].value, 5.0);
     }
 
     #[test]

@@ -282,6 +282,11 @@ pub fn report(
     }
 }
 
+/// Above 0 (and not NaN).
+pub(crate) fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
@@ -302,7 +307,10 @@ fn labels_of(s: &Series) -> BTreeMap<String, String> {
 pub fn ingest(backend: &MemoryBackend, series: &[Series]) -> Result<(), SimulateError> {
     let mut by_time: BTreeMap<i64, Vec<&Series>> = BTreeMap::new();
     for s in series {
-        by_time.entry(s.timestamp_ms.unwrap_or(0)).or_default().push(s);
+        by_time
+            .entry(s.timestamp_ms.unwrap_or(0))
+            .or_default()
+            .push(s);
     }
     backend.with_store(|store| {
         for (t, batch) in by_time {
@@ -324,12 +332,16 @@ pub struct Simulation {
 pub fn run(opts: &SimulateOptions) -> Result<Simulation, SimulateError> {
     let hpa_file = HpaFile::load(&opts.hpa)?;
     let config = offline_config(opts.config.as_deref())?;
-    if !(opts.duration_seconds > 0.0) || !(opts.period_seconds > 0.0) || !(opts.peak >= 0.0) {
+    if !positive(opts.duration_seconds)
+        || !positive(opts.period_seconds)
+        || opts.peak.is_nan()
+        || opts.peak < 0.0
+    {
         return Err(SimulateError::Invalid(
             "duration and period must be above 0, peak at least 0".into(),
         ));
     }
-    if opts.slots_per_task_manager == 0 || !(opts.capacity_per_task_manager > 0.0) {
+    if opts.slots_per_task_manager == 0 || !positive(opts.capacity_per_task_manager) {
         return Err(SimulateError::Invalid(
             "a TaskManager needs slots and capacity".into(),
         ));
@@ -360,8 +372,9 @@ pub fn run(opts: &SimulateOptions) -> Result<Simulation, SimulateError> {
         lag_limit_seconds: opts.lag_limit_seconds,
         ..DriverConfig::default()
     };
-    // What the signals look back over: the longest window a shipped signal reads is 1 h.
-    let keep_ms = 2 * 3600 * 1000;
+    // History the signals may read: windows of up to an hour, and a seasonal forecast's
+    // offset of up to a day (its default season).
+    let keep_ms = 25 * 3600 * 1000;
     let mut failure = None;
     let (rows, summary) = sim::run(&mut job, &mut hpa, &workload, &driver, |t, series| {
         if let Err(e) = ingest(&backend, series) {
@@ -438,8 +451,7 @@ pub fn write_outputs(
     let json = serde_json::to_string_pretty(report).map_err(|e| werr(&json_path, &e))?;
     std::fs::write(&json_path, json + "\n").map_err(|e| werr(&json_path, &e))?;
     let png = dir.join("plot.png");
-    plot::draw(&png, rows, capacity_per_task_manager, &report.hpa)
-        .map_err(|e| werr(&png, &e))?;
+    plot::draw(&png, rows, capacity_per_task_manager, &report.hpa).map_err(|e| werr(&png, &e))?;
     Ok(())
 }
 
@@ -531,12 +543,14 @@ pub fn print_summary(r: &Report, dir: &Path, out: &mut impl Write) {
         let _ = writeln!(
             out,
             "  TaskManager-seconds      {:.0} ({:.2} × the oracle's {:.0})",
-            s.taskmanager_seconds,
-            r.taskmanager_seconds_over_oracle,
-            s.oracle_taskmanager_seconds
+            s.taskmanager_seconds, r.taskmanager_seconds_over_oracle, s.oracle_taskmanager_seconds
         );
     } else {
-        let _ = writeln!(out, "  TaskManager-seconds      {:.0}", s.taskmanager_seconds);
+        let _ = writeln!(
+            out,
+            "  TaskManager-seconds      {:.0}",
+            s.taskmanager_seconds
+        );
     }
     let _ = writeln!(
         out,

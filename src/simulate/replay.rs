@@ -107,7 +107,7 @@ pub struct Replay {
 }
 
 pub async fn run(opts: &ReplayOptions) -> Result<Replay, SimulateError> {
-    if !(opts.step_seconds > 0.0) || opts.to <= opts.from {
+    if !super::positive(opts.step_seconds) || opts.to <= opts.from {
         return Err(SimulateError::Invalid(
             "--to must be after --from, and --step above 0".into(),
         ));
@@ -166,7 +166,9 @@ pub async fn run(opts: &ReplayOptions) -> Result<Replay, SimulateError> {
         named.sort();
         named.dedup();
         let pods: Vec<Pod> = if named.is_empty() {
-            (0..current).map(|i| Pod::running(&format!("taskmanager-{i}"))).collect()
+            (0..current)
+                .map(|i| Pod::running(&format!("taskmanager-{i}")))
+                .collect()
         } else {
             named.iter().map(|n| Pod::running(n)).collect()
         };
@@ -230,7 +232,10 @@ pub async fn run(opts: &ReplayOptions) -> Result<Replay, SimulateError> {
 
 /// `replay`: runs and writes the same files as `simulate`. Columns the history cannot tell
 /// (arrivals, capacity, lag) are empty; the oracle is unknown.
-pub async fn replay(opts: &ReplayOptions, out: &mut impl Write) -> Result<super::Report, SimulateError> {
+pub async fn replay(
+    opts: &ReplayOptions,
+    out: &mut impl Write,
+) -> Result<super::Report, SimulateError> {
     let r = run(opts).await?;
     super::write_outputs(&opts.out, &r.rows, &r.report, &r.metric_names, f64::NAN)?;
     let _ = writeln!(

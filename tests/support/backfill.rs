@@ -44,7 +44,11 @@ pub fn history(start_ms: i64) -> Vec<Series> {
             // kafka_exporter: two partitions, one without a committed offset (-1) for a
             // while, a counter reset of the offset at 900 s (the exporter restarted).
             offset += 2500.0 + 500.0 * (t / 60.0).sin();
-            let off = if step >= 900 { offset - 1_000_000.0 } else { offset };
+            let off = if step >= 900 {
+                offset - 1_000_000.0
+            } else {
+                offset
+            };
             let g = [("consumergroup", "g1"), ("topic", "orders")];
             out.push(sample(
                 "kafka_consumergroup_current_offset",
@@ -113,7 +117,6 @@ pub fn openmetrics(series: &[Series]) -> String {
     out.push_str("# EOF\n");
     out
 }
-
 
 /// A Prometheus serving `series` from backfilled blocks (no scrape targets).
 pub async fn prometheus_with(series: &[Series]) -> LocalPrometheus {
