@@ -52,6 +52,7 @@ pub mod selector;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod simulate;
 pub mod status;
 pub(crate) mod tls;
 

@@ -214,6 +214,10 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Simulate a Flink Reactive Mode job under an HPA, in accelerated time, offline.
+    Simulate(flink_hpa_bridge::simulate::cli::SimulateArgs),
+    /// What an HPA would have done over a Prometheus history.
+    Replay(flink_hpa_bridge::simulate::cli::ReplayArgs),
 }
 
 async fn shutdown_signal() {
@@ -342,5 +346,7 @@ async fn main() -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut cmd, "flink-hpa-bridge", &mut std::io::stdout());
             Ok(())
         }
+        Command::Simulate(a) => flink_hpa_bridge::simulate::cli::simulate(a),
+        Command::Replay(a) => flink_hpa_bridge::simulate::cli::replay(a).await,
     }
 }

@@ -5,6 +5,12 @@
 //! offline simulator implement the same trait over recorded or generated series, so they run
 //! the very code the server runs.
 
+mod eval;
+pub mod memory;
+
+pub use eval::EvalError;
+pub use memory::MemoryBackend;
+
 use async_trait::async_trait;
 
 use crate::prometheus::{self, PromError, QueryResult, RangeResult};
