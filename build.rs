@@ -44,8 +44,16 @@ fn main() {
     for (tool, cfg) in [("kubectl", "has_kubectl"), ("promtool", "has_promtool")] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let found = Command::new(tool)
-            .arg(if tool == "kubectl" { "version" } else { "--version" })
-            .args(if tool == "kubectl" { &["--client"][..] } else { &[][..] })
+            .arg(if tool == "kubectl" {
+                "version"
+            } else {
+                "--version"
+            })
+            .args(if tool == "kubectl" {
+                &["--client"][..]
+            } else {
+                &[][..]
+            })
             .output()
             .is_ok_and(|o| o.status.success());
         if found || ci {

@@ -174,7 +174,10 @@ async fn every_bad_request_gets_a_status() {
 }
 
 #[tokio::test]
-#[cfg_attr(not(has_kubectl), ignore = "kubectl not installed (CI=true runs it anyway)")]
+#[cfg_attr(
+    not(has_kubectl),
+    ignore = "kubectl not installed (CI=true runs it anyway)"
+)]
 async fn kubectl_get_raw_reads_the_api() {
     let out = std::process::Command::new("kubectl")
         .arg("version")
