@@ -196,6 +196,10 @@ enum Command {
     CheckConfig {
         /// The YAML configuration file.
         file: PathBuf,
+        /// Also ask this Prometheus once per signal and print what each would serve (exit
+        /// code 2 when a signal has no value).
+        #[arg(long)]
+        prometheus_url: Option<String>,
     },
     /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
     Demo {
@@ -321,8 +325,21 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::CheckConfig { file } => {
-            commands::check_config(&file, &mut std::io::stdout())?;
+        Command::CheckConfig {
+            file,
+            prometheus_url,
+        } => {
+            let mut config = commands::check_config(&file, &mut std::io::stdout())?;
+            if let Some(url) = prometheus_url {
+                log("warn");
+                config::validate_url(&url).map_err(anyhow::Error::msg)?;
+                config.prometheus.url = Some(url);
+                let without =
+                    commands::checks::try_signals(&config, &mut std::io::stdout()).await?;
+                if without > 0 {
+                    std::process::exit(2);
+                }
+            }
             Ok(())
         }
         Command::Demo {

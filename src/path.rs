@@ -4,9 +4,13 @@
 //! It lives outside `api` and `auth` so that neither imports the other.
 
 /// The path split into segments, each percent-decoded on its own so that an encoded `/`
-/// cannot add a segment and `%2A` reads as `*`.
+/// cannot add a segment and `%2A` reads as `*`. Cheap to clone: the layers and the handler
+/// each hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestPath {
+pub struct RequestPath(std::sync::Arc<Parsed>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
     raw: String,
     /// Every segment after the leading `/`, decoded; a segment that is not UTF-8 once
     /// decoded is kept with replacement characters (authorization still needs a name) and
@@ -43,21 +47,21 @@ impl RequestPath {
                 }
             })
             .collect();
-        Self {
+        Self(std::sync::Arc::new(Parsed {
             raw: raw.to_string(),
             segments,
             not_utf8,
-        }
+        }))
     }
 
     /// The path as received.
     pub fn as_str(&self) -> &str {
-        &self.raw
+        &self.0.raw
     }
 
     /// Segments as kube-apiserver splits them: leading and trailing slashes ignored.
     pub fn trimmed(&self) -> &[String] {
-        let s = self.segments.as_slice();
+        let s = self.0.segments.as_slice();
         let start = s.iter().take_while(|p| p.is_empty()).count();
         let end = s.len() - s[start..].iter().rev().take_while(|p| p.is_empty()).count();
         &s[start..end]
@@ -65,7 +69,7 @@ impl RequestPath {
 
     /// `/apis/<group>/<version>/…`, when the path has that shape.
     pub fn api(&self) -> Option<ApiPath<'_>> {
-        match self.segments.as_slice() {
+        match self.0.segments.as_slice() {
             [apis, group, version, rest @ ..] if apis == "apis" => Some(ApiPath {
                 group,
                 version,
@@ -77,12 +81,12 @@ impl RequestPath {
 
     /// Why a handler cannot use the segments after the version: one is not UTF-8 or empty.
     pub fn problem(&self) -> Option<String> {
-        if let Some(seg) = &self.not_utf8 {
+        if let Some(seg) = &self.0.not_utf8 {
             return Some(format!("path segment {seg:?} is not UTF-8"));
         }
         let api = self.api()?;
         if api.rest.is_empty() || api.rest.iter().any(String::is_empty) {
-            return Some(format!("empty path segment in {}", self.raw));
+            return Some(format!("empty path segment in {}", self.0.raw));
         }
         None
     }

@@ -451,3 +451,69 @@ async fn starts_with_prometheus_unreachable_and_says_so() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_promql_template_that_does_not_parse_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    // One closing parenthesis short.
+    std::fs::write(&cfg, "prometheus:\n  url: http://prometheus:9090\nsignals:\n  - name: orders_rate\n    type: promql\n    api: external\n    query: sum(rate(orders_total{<<matchers>>}[1m])\n").unwrap();
+    let (code, _, err) = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("signals[name=orders_rate].query")
+            && err.contains("does not parse")
+            && err.contains("sum(rate(orders_total{"),
+        "{err}"
+    );
+    serve_refuses(
+        &["--config", cfg.to_str().unwrap(), "--secure-port", "0"],
+        &["signals[name=orders_rate].query"],
+    );
+}
+
+#[tokio::test]
+async fn check_config_with_a_prometheus_shows_what_each_signal_serves() {
+    let bed = bed();
+    let ns = unique("checkcfg");
+    bed.store.set(
+        &ns,
+        vec![FlinkTask::single(&ns, "orders-enrich").series("busyTimeMsPerSecond", 500.0)],
+    );
+    wait_scraped(
+        &format!("flink_taskmanager_job_task_busyTimeMsPerSecond{{namespace=\"{ns}\"}}"),
+        1,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(&cfg, "builtinSignals: true\n").unwrap();
+    let url = bed.prometheus_url.clone();
+    let path = cfg.to_str().unwrap().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(&["check-config", &path, "--prometheus-url", &url])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains(": OK"), "{out}{err}");
+    assert!(out.contains("Asking http://127.0.0.1:"), "{out}");
+    // The busy time signal has a value (across namespaces: the busiest job of that name),
+    // shown with its labels and its PromQL.
+    let busy: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("  flink_busy_time_max: "))
+        .take(3)
+        .collect();
+    assert!(busy.len() == 3 && busy[0].ends_with("value(s)"), "{out}");
+    assert!(
+        busy[1].starts_with("    {job_name=\"orders_enrich\"} "),
+        "{out}"
+    );
+    assert!(
+        busy[2].starts_with("    PromQL: label_replace(max by (namespace, job_name"),
+        "{out}"
+    );
+    // Pravega has no series here: said, and the exit code says a signal has no value.
+    assert!(out.contains("pravega_stream_segments: HTTP 404"), "{out}");
+    assert_eq!(code, 2, "{out}{err}");
+}

@@ -4,7 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Api, Config, ConfigError};
+use std::io::Write;
+
+use crate::config::{Api, Config, ConfigError, SignalSpec};
+use crate::path::is_cluster_scoped;
+use crate::prometheus;
+use crate::selector::Selector;
+use crate::signals::{Mode, Objects, Request, Signals};
 use crate::tls::Material;
 
 /// Core-group resources a metric can describe; anything else needs its group
@@ -118,7 +124,133 @@ pub fn preflight(cfg: &Config, source: &str) -> Result<(), ConfigError> {
             }
         }
     }
+    check_queries(cfg, source)
+}
+
+/// Requests of every shape a signal may be asked, with the namespace the HPA would send.
+fn sample_requests(spec: &SignalSpec) -> Vec<Request> {
+    let namespace = match spec.api() {
+        Api::Custom if is_cluster_scoped(spec.resource()) => None,
+        _ => Some("default".to_string()),
+    };
+    let selectors = [
+        Selector::everything(),
+        Selector::parse("flink_hpa_bridge_check=x").unwrap_or_default(),
+    ];
+    let objects: Vec<Option<Objects>> = match spec.api() {
+        Api::External => vec![None],
+        Api::Custom => vec![
+            Some(Objects::All(Selector::everything())),
+            Some(Objects::Named("x".into())),
+        ],
+    };
+    let mut out = Vec::new();
+    for series in &selectors {
+        for o in &objects {
+            out.push(Request {
+                namespace: namespace.clone(),
+                series: series.clone(),
+                objects: o.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Every signal's PromQL, planned for sample requests with their matchers filled in, must
+/// parse: a broken `promql` template would otherwise fail every request at query time.
+fn check_queries(cfg: &Config, source: &str) -> Result<(), ConfigError> {
+    // Nothing is sent: planning needs a client, not an address.
+    let mut settings = cfg.prometheus.clone();
+    settings
+        .url
+        .get_or_insert_with(|| "http://prometheus.invalid".into());
+    let prom = prometheus::Client::new(&settings).map_err(|e| ConfigError::Invalid {
+        file: source.to_string(),
+        field: "prometheus".into(),
+        message: e.to_string(),
+    })?;
+    let signals = Signals::new(cfg, prom, None, crate::metrics::Metrics::new());
+    for spec in &cfg.signals {
+        for req in sample_requests(spec) {
+            // A request the signal refuses (a label it does not accept) is not a template
+            // problem.
+            let Some(Ok(promql)) = signals.planned_promql(&spec.name, &req) else {
+                continue;
+            };
+            if let Err(e) = promql_parser::parser::parse(&promql) {
+                return Err(ConfigError::Invalid {
+                    file: source.to_string(),
+                    field: format!("signals[name={}].query", spec.name),
+                    message: format!(
+                        "with the request's matchers filled in, the PromQL does not parse: {}\n  {promql}",
+                        e.trim()
+                    ),
+                });
+            }
+        }
+    }
     Ok(())
+}
+
+/// `check-config --prometheus-url`: every signal asked once, across all namespaces, and what
+/// it would serve. Returns how many signals had no value.
+pub async fn try_signals(
+    cfg: &Config,
+    out: &mut impl Write,
+) -> Result<usize, prometheus::PromError> {
+    let prom = prometheus::Client::new(&cfg.prometheus)?;
+    let signals = Signals::new(cfg, prom, None, crate::metrics::Metrics::new());
+    let _ = writeln!(
+        out,
+        "Asking {} once per signal, across all namespaces:",
+        signals.backend_url()
+    );
+    let mut without = 0;
+    for spec in &cfg.signals {
+        let req = Request {
+            namespace: None,
+            series: Selector::everything(),
+            objects: match spec.api() {
+                Api::External => None,
+                Api::Custom => Some(Objects::All(Selector::everything())),
+            },
+        };
+        let eval = signals.evaluate(&spec.name, &req, Mode::Inspect).await;
+        match &eval.result {
+            Ok(items) if !items.is_empty() => {
+                let _ = writeln!(out, "  {}: {} value(s)", spec.name, items.len());
+                for i in items.iter().take(5) {
+                    let labels = i
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v:?}"))
+                        .chain(i.object.iter().map(|o| format!("object={o:?}")))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let value =
+                        crate::quantity::format(i.value).unwrap_or_else(|_| i.value.to_string());
+                    let _ = writeln!(out, "    {{{labels}}} {value}");
+                }
+                if items.len() > 5 {
+                    let _ = writeln!(out, "    … and {} more", items.len() - 5);
+                }
+            }
+            Ok(_) => {
+                without += 1;
+                let _ = writeln!(out, "  {}: no value", spec.name);
+            }
+            Err(e) => {
+                without += 1;
+                let code = crate::status::ApiError::from(e.clone()).code;
+                let _ = writeln!(out, "  {}: HTTP {} {}", spec.name, code.as_u16(), e);
+            }
+        }
+        if let Some(q) = &eval.promql {
+            let _ = writeln!(out, "    PromQL: {q}");
+        }
+    }
+    Ok(without)
 }
 
 #[cfg(test)]

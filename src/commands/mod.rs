@@ -77,7 +77,7 @@ pub fn effective_config(file: Option<&Path>, o: &Overrides) -> Result<Config, Co
 
 /// `check-config`: a one-line verdict per file, and the effective signals. The checks are
 /// those `serve` runs before it starts ([`checks::preflight`]).
-pub fn check_config(file: &Path, out: &mut impl Write) -> Result<(), ConfigError> {
+pub fn check_config(file: &Path, out: &mut impl Write) -> Result<Config, ConfigError> {
     let cfg = Config::load(file)?;
     checks::preflight(&cfg, &file.display().to_string())?;
     let _ = writeln!(out, "{}: OK", file.display());
@@ -88,5 +88,5 @@ pub fn check_config(file: &Path, out: &mut impl Write) -> Result<(), ConfigError
         };
         let _ = writeln!(out, "  {:<32} {:<26} {api}", s.name, s.kind.to_string());
     }
-    Ok(())
+    Ok(cfg)
 }

@@ -135,6 +135,13 @@ impl Signals {
         self.signals.get(name)
     }
 
+    /// The PromQL signal `name` sends for `req`, planned without sending it: for checks before
+    /// serving. `None` for an unknown signal.
+    pub fn planned_promql(&self, name: &str, req: &Request) -> Option<Result<String, MetricError>> {
+        let spec = self.signals.get(name)?;
+        Some(planner::plan(spec, req, None, Mode::Inspect).map(|p| p.query.promql()))
+    }
+
     /// Where answers come from (Prometheus' URL), for messages.
     pub fn backend_url(&self) -> String {
         self.backend.describe()
