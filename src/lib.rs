@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod exporter;
 pub mod hpa;
+pub mod keda;
 pub mod local_prometheus;
 pub mod metrics;
 pub mod model;

@@ -116,6 +116,12 @@ enum Command {
         service_namespace: Option<String>,
         #[command(flatten)]
         auth: AuthArgs,
+        /// Also serve the KEDA external scaler (gRPC over TLS) on this port; off by default.
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// CA for the gRPC clients' certificates (KEDA's tlsClientCert): mutual TLS.
+        #[arg(long, requires = "grpc_port")]
+        grpc_client_ca_file: Option<PathBuf>,
     },
     /// Evaluate one metric once and show the PromQL, the samples and what the HPA would get.
     Query {
@@ -197,6 +203,8 @@ async fn main() -> anyhow::Result<()> {
             service_name,
             service_namespace,
             auth,
+            grpc_port,
+            grpc_client_ca_file,
         } => {
             init_logging("info");
             let overrides = Overrides {
@@ -234,6 +242,9 @@ async fn main() -> anyhow::Result<()> {
                 tls_hosts,
                 pods: pod_lister,
                 kube,
+                grpc: grpc_port.map(|p| {
+                    flink_hpa_bridge::keda::GrpcOptions::new(p, grpc_client_ca_file.clone())
+                }),
             };
             let mut running = server::start(&config, opts).await?;
             let stop = running.shutdown_sender();
