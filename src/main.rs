@@ -89,6 +89,8 @@ fn own_namespace() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the metrics APIs over HTTPS.
