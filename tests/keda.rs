@@ -552,15 +552,11 @@ fn validate(schema: &Value, doc: &Value, path: &str, errors: &mut Vec<String>) {
             }
             None => errors.push(format!("{path}: array expected")),
         },
-        Some("string") => {
-            if !doc.is_string() {
-                errors.push(format!("{path}: string expected, got {doc}"));
-            }
+        Some("string") if !doc.is_string() => {
+            errors.push(format!("{path}: string expected, got {doc}"));
         }
-        Some("boolean") => {
-            if !doc.is_boolean() {
-                errors.push(format!("{path}: boolean expected"));
-            }
+        Some("boolean") if !doc.is_boolean() => {
+            errors.push(format!("{path}: boolean expected"));
         }
         Some("integer") => match doc.as_i64() {
             Some(n) => {
