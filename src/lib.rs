@@ -1,6 +1,7 @@
 //! flink-hpa-bridge: a Kubernetes custom and external metrics APIService that lets a stock
 //! HorizontalPodAutoscaler scale Flink Reactive Mode TaskManagers on signals from Prometheus.
 
+pub mod adapter;
 pub mod api;
 pub mod auth;
 pub mod backend;

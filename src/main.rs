@@ -148,6 +148,9 @@ enum Command {
     },
     /// Validate a configuration file.
     CheckConfig { file: PathBuf },
+    /// Print a prometheus-adapter configuration's rules as `promql` signals, saying rule by
+    /// rule what cannot be expressed and why.
+    ConvertAdapterConfig { file: PathBuf },
     /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
     Demo {
         #[arg(long, default_value_t = 6443)]
@@ -288,6 +291,17 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             if !ok {
                 std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::ConvertAdapterConfig { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let cfg = flink_hpa_bridge::adapter::parse(&text, &file.display().to_string())?;
+            let (yaml, not_converted) = flink_hpa_bridge::adapter::convert(&cfg);
+            print!("{yaml}");
+            if not_converted > 0 {
+                eprintln!("{not_converted} rule(s) not converted: see the NOT CONVERTED comments");
             }
             Ok(())
         }
