@@ -112,6 +112,11 @@ impl Scaler {
         Self::new(signals, activation, stream_interval)
     }
 
+    /// Active above this for `metric`, unless the trigger says `activationThreshold`.
+    pub fn activation_threshold(&self, metric: &str) -> Option<f64> {
+        self.activation.get(metric).copied()
+    }
+
     /// The trigger's value: the sum of the external metric's items for its selector.
     async fn value(&self, obj: &ScaledObjectRef) -> Result<(Trigger, f64), Status> {
         let trigger = Trigger::parse(&obj.scaler_metadata).map_err(metadata_status)?;
@@ -359,4 +364,70 @@ pub async fn start(
         addr: local,
         handle,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_follows_each_signals_options() {
+        let cfg = crate::config::Config::from_yaml(
+            "prometheus: {url: \"http://127.0.0.1:9\"}\nsignals:\n  - {name: required_min3, type: flinkRequiredTaskManagers, minTaskManagers: 3}\n",
+            "test",
+        )
+        .unwrap();
+        let prom = crate::prometheus::Client::new(&cfg.prometheus).unwrap();
+        let signals = Arc::new(Signals::new(
+            &cfg,
+            prom,
+            None,
+            crate::metrics::Metrics::new(),
+        ));
+        let scaler = Scaler::for_signals(signals, DEFAULT_STREAM_INTERVAL);
+        assert_eq!(scaler.activation_threshold("required_min3"), Some(3.0));
+        assert_eq!(
+            scaler.activation_threshold("flink_required_taskmanagers"),
+            Some(1.0)
+        );
+        assert_eq!(
+            scaler.activation_threshold("flink_busy_time_max"),
+            Some(0.0)
+        );
+        assert_eq!(
+            scaler.activation_threshold("flink_kafka_lag_seconds"),
+            Some(0.0)
+        );
+        assert_eq!(scaler.activation_threshold("no_such_metric"), None);
+    }
+
+    #[test]
+    fn metric_errors_map_to_statuses_that_are_errors() {
+        use tonic::Code;
+        for (e, code) in [
+            (
+                MetricError::UnknownMetric {
+                    metric: "m".into(),
+                    resource: "external metrics".into(),
+                },
+                Code::NotFound,
+            ),
+            (MetricError::NoData("none".into()), Code::NotFound),
+            (MetricError::BadRequest("bad".into()), Code::InvalidArgument),
+            (MetricError::Unusable("stale".into()), Code::Unavailable),
+            (
+                MetricError::BackendUnavailable("down".into()),
+                Code::Unavailable,
+            ),
+            (
+                MetricError::BackendFailed("bad_data".into()),
+                Code::Internal,
+            ),
+        ] {
+            let msg = e.to_string();
+            let s = metric_status(e);
+            assert_eq!(s.code(), code);
+            assert_eq!(s.message(), msg);
+        }
+    }
 }
