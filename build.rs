@@ -1,9 +1,19 @@
-//! Puts the git commit into `--version`. Without git (a source tarball, a container build
-//! without `.git`) the commit is "unknown": the build never fails for it.
+//! Puts the git commit into `--version` (without git, a source tarball or a container build
+//! without `.git`, the commit is "unknown": the build never fails for it), and compiles KEDA's
+//! external scaler proto with a pure-Rust parser (protox), so that building needs no `protoc`.
 
 use std::process::Command;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/externalscaler.proto");
+    let fds = protox::compile(["proto/externalscaler.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        // The client is for the integration tests; transport is the caller's (real TLS).
+        .build_client(true)
+        .build_transport(false)
+        .compile_fds(fds)?;
+
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
@@ -62,4 +72,5 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CI");
     println!("cargo:rerun-if-env-changed=PATH");
+    Ok(())
 }

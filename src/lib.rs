@@ -29,6 +29,7 @@
 //! **To add a signal kind:** one file in `src/signals/kinds/`, its `SignalType` variant and
 //! `REGISTRY` line in `src/signals/kinds/mod.rs`, and its row in the README's signal table.
 
+pub mod adapter;
 pub mod api;
 pub mod auth;
 pub mod backend;
@@ -38,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod fixtures;
 pub mod hpa;
+pub mod keda;
 pub mod kubeconfig;
 pub mod logging;
 pub mod metrics;

@@ -162,6 +162,12 @@ struct ServeArgs {
     kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     auth: AuthArgs,
+    /// Also serve the KEDA external scaler (gRPC over TLS) on this port; off by default.
+    #[arg(long)]
+    grpc_port: Option<u16>,
+    /// CA for the gRPC clients' certificates (KEDA's tlsClientCert): mutual TLS.
+    #[arg(long, requires = "grpc_port")]
+    grpc_client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +206,12 @@ enum Command {
         /// code 2 when a signal has no value).
         #[arg(long)]
         prometheus_url: Option<String>,
+    },
+    /// Print a prometheus-adapter configuration's rules as `promql` signals, saying rule by
+    /// rule what cannot be expressed and why.
+    ConvertAdapterConfig {
+        /// The prometheus-adapter configuration file (its `rules` and `externalRules`).
+        file: PathBuf,
     },
     /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
     Demo {
@@ -262,6 +274,8 @@ async fn main() -> anyhow::Result<()> {
                 service_namespace,
                 kubeconfig,
                 auth,
+                grpc_port,
+                grpc_client_ca_file,
             } = *args;
             log("info");
             let overrides = Overrides {
@@ -291,6 +305,8 @@ async fn main() -> anyhow::Result<()> {
                 kubeconfig,
                 authentication_kubeconfig: auth.authentication_kubeconfig,
                 authorization_kubeconfig: auth.authorization_kubeconfig,
+                grpc: grpc_port
+                    .map(|p| flink_hpa_bridge::keda::GrpcOptions::new(p, grpc_client_ca_file)),
             };
             commands::serve::run(&config, opts, shutdown_signal()).await?;
             Ok(())
@@ -322,6 +338,17 @@ async fn main() -> anyhow::Result<()> {
             };
             if !commands::query(&config, &args, &mut std::io::stdout()).await? {
                 std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::ConvertAdapterConfig { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let cfg = flink_hpa_bridge::adapter::parse(&text, &file.display().to_string())?;
+            let (yaml, not_converted) = flink_hpa_bridge::adapter::convert(&cfg);
+            print!("{yaml}");
+            if not_converted > 0 {
+                eprintln!("{not_converted} rule(s) not converted: see the NOT CONVERTED comments");
             }
             Ok(())
         }

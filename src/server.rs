@@ -27,6 +27,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Grpc(#[from] crate::keda::GrpcError),
     #[error("cannot listen on {addr}: {source}{}", bind_hint(.source))]
     Bind {
         addr: String,
@@ -61,6 +63,8 @@ pub struct StartOptions {
     pub kube: Option<kube::Client>,
     /// The Kubernetes API for SubjectAccessReview, when not `kube`.
     pub authorization_kube: Option<kube::Client>,
+    /// Also serve the KEDA external scaler over gRPC.
+    pub grpc: Option<crate::keda::GrpcOptions>,
 }
 
 pub struct Running {
@@ -68,8 +72,11 @@ pub struct Running {
     /// The generated certificate's PEM, when no certificate files were configured.
     pub generated_cert_pem: Option<String>,
     pub signals: Arc<Signals>,
+    /// The KEDA external scaler's address, when served.
+    pub grpc_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<()>,
+    grpc_handle: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -79,11 +86,17 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.handle).await;
+        if let Some(h) = self.grpc_handle.take() {
+            let _ = h.await;
+        }
     }
 
     /// Waits until the server ends (after [`Running::stop`] or a failure).
     pub async fn wait(self) {
         let _ = self.handle.await;
+        if let Some(h) = self.grpc_handle {
+            let _ = h.await;
+        }
     }
 
     pub fn shutdown_sender(&mut self) -> Option<oneshot::Sender<()>> {
@@ -156,7 +169,7 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
     let generated_cert_pem = material.generated_pem.clone();
     let cert = ReloadingCert::new(material, files)?;
     cert.watch(CERT_RELOAD_CHECK);
-    let tls_config = tls::server_config(cert)?;
+    let tls_config = tls::server_config(cert.clone())?;
 
     let addr = format!(
         "{}:{}",
@@ -181,8 +194,28 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         .map_err(|source| ServerError::Bind { addr, source })?;
 
     let (tx, rx) = oneshot::channel::<()>();
+    // One stop signal for both listeners.
+    let rx = futures::FutureExt::shared(rx);
     let grace = config.server.shutdown_grace_period;
     let max_connections = config.server.max_connections;
+    let grpc = match &opts.grpc {
+        Some(g) => {
+            let stop = rx.clone();
+            let started = crate::keda::start(
+                signals.clone(),
+                cert.clone(),
+                &config.server.bind_address,
+                g,
+                async move {
+                    let _ = stop.await;
+                },
+                grace,
+            )
+            .await?;
+            Some(started)
+        }
+        None => None,
+    };
     let not_ready = ready.clone();
     let handle = tokio::spawn(async move {
         tls::serve(
@@ -209,7 +242,9 @@ pub async fn start(config: &Config, opts: StartOptions) -> Result<Running, Serve
         addr: local,
         generated_cert_pem,
         signals,
+        grpc_addr: grpc.as_ref().map(|g| g.addr),
         shutdown: Some(tx),
         handle,
+        grpc_handle: grpc.map(|g| g.handle),
     })
 }

@@ -19,6 +19,8 @@ pub struct ServeOptions {
     pub kubeconfig: Option<PathBuf>,
     pub authentication_kubeconfig: Option<PathBuf>,
     pub authorization_kubeconfig: Option<PathBuf>,
+    /// Also serve the KEDA external scaler over gRPC.
+    pub grpc: Option<crate::keda::GrpcOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ pub async fn run(
         } else {
             authorization
         },
+        grpc: opts.grpc.clone(),
     };
     let mut running = server::start(config, start).await?;
     let stop = running.shutdown_sender();
