@@ -98,6 +98,8 @@ pub struct QueryArgs {
     pub metric_selector: String,
     /// For custom metrics: an object name instead of `*`.
     pub name: Option<String>,
+    /// Print the kind's account of its computation (inputs, terms, decision).
+    pub explain: bool,
 }
 
 /// `query`: evaluates one metric once and prints the PromQL, the samples and the list the HPA
@@ -163,6 +165,16 @@ pub async fn query(cfg: &Config, args: &QueryArgs, out: &mut impl Write) -> Resu
     }
     for w in &eval.warnings {
         let _ = writeln!(out, "Warning from Prometheus: {w}");
+    }
+    if args.explain {
+        let _ = writeln!(out, "How the value was computed:");
+        let _ = write!(
+            out,
+            "{}",
+            eval.explanation
+                .as_deref()
+                .unwrap_or("  (this kind's value is the query's result as shown above)\n")
+        );
     }
     let body: Result<Value, ApiError> = match eval.result {
         Err(e) => Err(e.into()),

@@ -714,9 +714,9 @@ signals:
         assert_eq!(c.prometheus.timeout, Duration::from_secs(3));
         assert_eq!(c.server.secure_port, 8443);
         assert_eq!(c.pod_source, PodSource::Labels);
-        assert_eq!(c.signals.len(), 6);
+        assert_eq!(c.signals.len(), BUILTIN_SIGNALS.len() + 1);
         assert_eq!(c.signals[0].max_age, Some(Duration::from_secs(45)));
-        assert_eq!(c.signals[5].api(), Api::External);
+        assert_eq!(c.signals[BUILTIN_SIGNALS.len()].api(), Api::External);
     }
 
     #[test]

@@ -133,6 +133,10 @@ enum Command {
         /// Custom metrics only: one object instead of all matching `-l`.
         #[arg(long)]
         name: Option<String>,
+        /// Also print how the value was computed: every input, each vertex's terms and what
+        /// decided (flink_required_taskmanagers' scaling report).
+        #[arg(long)]
+        explain: bool,
     },
     /// Validate a configuration file.
     CheckConfig { file: PathBuf },
@@ -248,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
             selector,
             metric_selector,
             name,
+            explain,
         } => {
             init_logging("warn");
             let config = commands::effective_config(
@@ -263,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
                 selector,
                 metric_selector,
                 name,
+                explain,
             };
             let ok = commands::query(&config, &args, &mut std::io::stdout())
                 .await

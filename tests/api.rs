@@ -6,17 +6,21 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const EXTERNAL: [&str; 10] = [
+const EXTERNAL: [&str; 14] = [
     "busy_or_zero",
     "busy_short_hold",
     "busy_strict",
     "broken_query",
     "flink_busy_time_max",
     "flink_kafka_lag_records",
+    "flink_kafka_lag_growth",
     "flink_kafka_lag_seconds",
+    "flink_required_taskmanagers",
     "lag_seconds_capped",
+    "pravega_forgets",
     "pravega_short",
     "pravega_stream_segments",
+    "required_short",
 ];
 
 fn status(code: u16, reason: &str, message: &str) -> serde_json::Value {

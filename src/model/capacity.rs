@@ -101,7 +101,9 @@ pub enum CapacityError {
     NoSource,
     #[error("the sources consume nothing while {0} records wait: the job is stalled")]
     Stalled(f64),
-    #[error("no slots per TaskManager: not configured, and no TaskManager runs the job's subtasks")]
+    #[error(
+        "no slots per TaskManager: not configured, and no TaskManager runs the job's subtasks"
+    )]
     NoSlots,
 }
 
@@ -114,7 +116,7 @@ pub fn required_task_managers(
     t: &Targets,
     arrival_forecast: Option<f64>,
 ) -> Result<Report, CapacityError> {
-    if !(slots_per_task_manager > 0.0) {
+    if slots_per_task_manager.is_nan() || slots_per_task_manager <= 0.0 {
         return Err(CapacityError::NoSlots);
     }
     let sources: Vec<&VertexLoad> = vertices.iter().filter(|v| v.source).collect();
@@ -151,10 +153,7 @@ pub fn required_task_managers(
             return Ok(clamp(base, t));
         }
     }
-    let job_parallelism = vertices
-        .iter()
-        .map(|v| v.parallelism)
-        .fold(0.0, f64::max);
+    let job_parallelism = vertices.iter().map(|v| v.parallelism).fold(0.0, f64::max);
     let mut terms = Vec::new();
     for v in vertices {
         let Some(busy) = v.busy else { continue };
@@ -163,13 +162,20 @@ pub fn required_task_managers(
             .ok_or_else(|| CapacityError::NoInputRate(v.id.clone()))?;
         // The vertex's share of what the sources consume carries over to the arrivals and
         // the backlog. With nothing consumed yet, every vertex is taken to see all of it.
-        let share = if source_rate > 0.0 { input / source_rate } else { 1.0 };
+        let share = if source_rate > 0.0 {
+            input / source_rate
+        } else {
+            1.0
+        };
         let target = arrival * share;
         let catch_up = backlog * share / t.catch_up_seconds;
-        let capacity = target / t.utilization
-            + catch_up
-            + target * t.restart_seconds / t.catch_up_seconds;
-        let tpr = if busy > 0.0 { input / busy } else { f64::INFINITY };
+        let capacity =
+            target / t.utilization + catch_up + target * t.restart_seconds / t.catch_up_seconds;
+        let tpr = if busy > 0.0 {
+            input / busy
+        } else {
+            f64::INFINITY
+        };
         let utilization = if tpr.is_finite() && tpr > 0.0 {
             (target + catch_up) / tpr
         } else {
@@ -190,7 +196,10 @@ pub fn required_task_managers(
         // The more specific reason first: a source's partitions usually are why it runs
         // below the job's parallelism.
         if let Some(p) = v.partitions.filter(|_| v.source) {
-            limit(p, format!("a source cannot read more than its {p} partitions"));
+            limit(
+                p,
+                format!("a source cannot read more than its {p} partitions"),
+            );
         }
         if v.parallelism < job_parallelism {
             limit(
@@ -218,24 +227,26 @@ pub fn required_task_managers(
         return Err(CapacityError::NoBusyTime);
     }
     let draining = arrival > 0.0 && backlog / arrival > t.backlog_threshold_seconds;
-    let inside = terms
-        .iter()
-        .all(|v| v.utilization >= t.utilization_min && v.utilization <= t.utilization_max);
     let mut report = Report {
         vertices: terms,
         ..base
     };
+    let bottleneck = report
+        .vertices
+        .iter()
+        .max_by(|a, b| a.required_parallelism.total_cmp(&b.required_parallelism))
+        .map(|v| (v.id.clone(), v.required_parallelism, v.utilization))
+        .unwrap_or_default();
+    // The operator autoscaler asks every vertex to lie inside the band, because it sizes each
+    // vertex on its own. In Reactive Mode every vertex runs at the job's one parallelism, so
+    // a light sink or source can never be moved into the band: only the vertex that sets the
+    // count (the bottleneck) is judged.
+    let inside = bottleneck.2 >= t.utilization_min && bottleneck.2 <= t.utilization_max;
     if inside && !draining {
         report.decision = Decision::InsideBand;
         report.task_managers = current_task_managers;
         return Ok(clamp(report, t));
     }
-    let bottleneck = report
-        .vertices
-        .iter()
-        .max_by(|a, b| a.required_parallelism.total_cmp(&b.required_parallelism))
-        .map(|v| (v.id.clone(), v.required_parallelism))
-        .unwrap_or_default();
     report.decision = Decision::Bottleneck(bottleneck.0);
     report.task_managers = (bottleneck.1 / slots_per_task_manager).ceil();
     if draining && report.task_managers < current_task_managers {
@@ -332,7 +343,11 @@ mod tests {
 
     #[test]
     fn steady_load_inside_the_band_keeps_the_current_count() {
-        // 1,000 records/s, enrich 60 % busy, no backlog: utilization 0.6 ∈ [0.4, 1.0].
+        // 1,000 records/s, enrich 60 % busy, no backlog: the bottleneck is enrich
+        // (P_req = ceil(2 × (1,000/0.7 + 150) / (1,000/0.6)) = ceil(1.89) = 2 against the
+        // source's ceil(2 × 1,578.6 / 5,000) = 1), its utilization 0.6 ∈ [0.4, 1.0]. The
+        // source's 0.2 lies below the band, but it runs at the job's parallelism whatever
+        // the count, so it does not force a rescale.
         let r = required_task_managers(
             &[
                 source(2.0, 0.2, 1_000.0, 0.0, 0.0),
@@ -340,13 +355,12 @@ mod tests {
             ],
             3.0,
             1.0,
-            &Targets {
-                utilization_min: 0.15,
-                ..targets()
-            },
+            &targets(),
             None,
         )
         .unwrap();
+        assert_eq!(r.vertices[1].required_parallelism, 2.0);
+        assert_eq!(r.vertices[0].required_parallelism, 1.0);
         assert_eq!(r.decision, Decision::InsideBand);
         assert_eq!(r.task_managers, 3.0);
     }
@@ -409,7 +423,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.vertices[0].required_parallelism, 2.0);
-        assert!(r.vertices[0].cap.as_deref().unwrap_or("").contains("partitions"));
+        assert!(r.vertices[0]
+            .cap
+            .as_deref()
+            .unwrap_or("")
+            .contains("partitions"));
         assert_eq!(r.vertices[1].required_parallelism, 7.0);
         assert_eq!(r.task_managers, 4.0);
     }
@@ -433,7 +451,10 @@ mod tests {
         assert!(r.limited_by.is_some());
 
         let idle = required_task_managers(
-            &[source(4.0, 0.0, 0.0, 0.0, 0.0), vertex("enrich", 4.0, 0.0, 0.0)],
+            &[
+                source(4.0, 0.0, 0.0, 0.0, 0.0),
+                vertex("enrich", 4.0, 0.0, 0.0),
+            ],
             2.0,
             2.0,
             &targets(),

@@ -82,6 +82,9 @@ impl Signals {
             request: req,
             job: jobs.view,
         };
+        let explanation = (mode == Mode::Inspect)
+            .then(|| spec.handler.explain(&input))
+            .flatten();
         let mut computed = spec.handler.compute(&input);
         if let Some(h) = hold {
             if jobs.view == super::kinds::JobView::Unknown
@@ -109,6 +112,7 @@ impl Signals {
             samples_total: fetched.samples.len(),
             selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
             warnings: fetched.warnings.clone(),
+            explanation,
             result: finish(spec, computed, req, now),
         }
     }

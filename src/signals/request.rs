@@ -27,6 +27,8 @@ pub struct Evaluation {
     /// The request as label matchers, applied to a grouped result in memory.
     pub selection: Option<String>,
     pub warnings: Vec<String>,
+    /// In [`Mode::Inspect`]: the kind's account of its computation, if it gives one.
+    pub explanation: Option<String>,
     pub result: Result<Vec<Item>, MetricError>,
 }
 
@@ -38,6 +40,7 @@ impl Evaluation {
             samples_total: 0,
             selection: None,
             warnings: Vec::new(),
+            explanation: None,
             result: Err(e),
         }
     }

@@ -75,6 +75,10 @@ signals:
     type: pravegaStreamSegments
     lookback: 3s
     rememberFor: 6s
+  - name: required_short
+    type: flinkRequiredTaskManagers
+    window: 10s
+    restartHold: {warmUp: 10s, maxHold: 60s}
 "#;
 
 static BED: OnceLock<Bed> = OnceLock::new();

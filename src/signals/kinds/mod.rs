@@ -8,11 +8,13 @@
 
 mod busy_time_max;
 pub mod common;
+mod kafka_lag_growth;
 mod kafka_lag_records;
 mod kafka_lag_seconds;
 pub mod options;
 mod pravega_segments;
 mod promql;
+pub mod required_taskmanagers;
 mod taskmanager_busy_time;
 
 use std::fmt;
@@ -40,6 +42,8 @@ pub enum SignalType {
     FlinkKafkaLagSeconds,
     PravegaStreamSegments,
     FlinkTaskManagerBusyTime,
+    FlinkRequiredTaskManagers,
+    FlinkKafkaLagGrowth,
     Promql,
 }
 
@@ -147,6 +151,12 @@ pub trait SignalKind: Send + Sync + fmt::Debug {
         false
     }
 
+    /// A human account of how the answer was reached (every input and term), for
+    /// `query --explain`; `None` where the query and samples already say it all.
+    fn explain(&self, _input: &Input<'_>) -> Option<String> {
+        None
+    }
+
     /// The kind's effective options, for `check-config`.
     fn options(&self) -> serde_json::Value;
 }
@@ -170,6 +180,8 @@ pub const REGISTRY: &[Entry] = &[
     kafka_lag_seconds::ENTRY,
     pravega_segments::ENTRY,
     taskmanager_busy_time::ENTRY,
+    required_taskmanagers::ENTRY,
+    kafka_lag_growth::ENTRY,
     promql::ENTRY,
 ];
 
@@ -223,7 +235,7 @@ pub fn default_kind(ty: SignalType) -> Arc<dyn SignalKind> {
 }
 
 /// The built-in signals and their kinds.
-pub const BUILTIN_SIGNALS: [(&str, SignalType); 5] = [
+pub const BUILTIN_SIGNALS: [(&str, SignalType); 7] = [
     ("flink_busy_time_max", SignalType::FlinkBusyTimeMax),
     ("flink_kafka_lag_records", SignalType::FlinkKafkaLagRecords),
     ("flink_kafka_lag_seconds", SignalType::FlinkKafkaLagSeconds),
@@ -232,6 +244,11 @@ pub const BUILTIN_SIGNALS: [(&str, SignalType); 5] = [
         "flink_taskmanager_busy_time",
         SignalType::FlinkTaskManagerBusyTime,
     ),
+    (
+        "flink_required_taskmanagers",
+        SignalType::FlinkRequiredTaskManagers,
+    ),
+    ("flink_kafka_lag_growth", SignalType::FlinkKafkaLagGrowth),
 ];
 
 #[cfg(test)]
