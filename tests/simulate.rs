@@ -35,8 +35,10 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
     let dir = tempfile::tempdir().unwrap();
     let opts = SimulateOptions {
         hpa: "hpa-examples/busy-time.yaml".into(),
-        duration_seconds: 1800.0,
-        period_seconds: 1800.0,
+        // An hour's sine: the example's scale-up and scale-down windows (180 s, 600 s) are
+        // meant for loads that change over hours, not minutes.
+        duration_seconds: 4200.0,
+        period_seconds: 3600.0,
         out: dir.path().to_path_buf(),
         ..SimulateOptions::default()
     };
@@ -56,8 +58,8 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     let rows = read_csv(&dir.path().join("timeline.csv"));
     // One row per 15 s HPA sync.
-    assert_eq!(rows.len(), 120);
-    assert_eq!(summary["syncs"], 120);
+    assert_eq!(rows.len(), 280);
+    assert_eq!(summary["syncs"], 280);
 
     // TaskManager-seconds: what the HPA leaves running from each sync to the next.
     let mut tm_s = 0.0;
@@ -65,7 +67,7 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
         let next = rows
             .get(i + 1)
             .map(|n| f(n, "time_seconds"))
-            .unwrap_or(1800.0);
+            .unwrap_or(4200.0);
         tm_s += f(r, "desired_replicas") * (next - f(r, "time_seconds"));
     }
     let reported = summary["taskmanager_seconds"].as_f64().unwrap();
@@ -73,8 +75,8 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
     assert_eq!(reported, report.summary.taskmanager_seconds);
     // The oracle by hand: Σ ceil(rate / 1000) over the 1 s steps.
     let mut oracle = 0.0;
-    for s in 0..1800 {
-        let rate = 3000.0 * (1.0 - (2.0 * std::f64::consts::PI * s as f64 / 1800.0).cos());
+    for s in 0..4200 {
+        let rate = 3000.0 * (1.0 - (2.0 * std::f64::consts::PI * s as f64 / 3600.0).cos());
         oracle += (rate / 1000.0).ceil().max(1.0);
     }
     assert_eq!(
@@ -105,7 +107,7 @@ fn a_short_sine_scales_up_and_down_and_the_summary_matches_the_timeline() {
     assert_eq!(f(&rows[0], "task_managers"), 1.0);
     let at_peak = rows
         .iter()
-        .find(|r| f(r, "time_seconds") == 1050.0)
+        .find(|r| f(r, "time_seconds") == 1980.0)
         .unwrap();
     assert!(f(at_peak, "task_managers") >= 5.0, "{at_peak:?}");
     let last = rows.last().unwrap();

@@ -574,7 +574,7 @@ impl FlinkJob {
                 push(
                     &task("accumulateBusyTimeMs"),
                     &t_src,
-                    per(a.source_busy_ms).floor(),
+                    a.source_busy_ms.floor(),
                 );
                 push(&task("numRecordsIn"), &t_src, 0.0);
                 push(&task("numRecordsOut"), &t_src, records);
@@ -596,7 +596,7 @@ impl FlinkJob {
                 push(
                     &task("accumulateBusyTimeMs"),
                     &t_work,
-                    per(a.work_busy_ms).floor(),
+                    a.work_busy_ms.floor(),
                 );
                 push(&task("numRecordsIn"), &t_work, records);
                 push(&task("numRecordsOut"), &t_work, records);
