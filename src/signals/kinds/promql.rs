@@ -31,6 +31,9 @@ struct Options {
     query: Option<String>,
 }
 
+/// prometheus-adapter's name for the request's label matchers.
+const ADAPTER_MATCHERS: &str = "<<.LabelMatchers>>";
+
 #[derive(Debug)]
 pub struct Promql {
     api: Api,
@@ -50,9 +53,27 @@ fn parse(
             "required for type promql: external or custom".to_string(),
         )
     })?;
-    let query = o
+    let mut query = o
         .query
         .ok_or_else(|| (path("query"), "required for type promql".to_string()))?;
+    // prometheus-adapter's placeholder for the same thing is accepted, with a word on it;
+    // its other placeholders have no counterpart in a single query.
+    if query.contains(ADAPTER_MATCHERS) {
+        tracing::warn!(
+            field = %path("query"),
+            "{ADAPTER_MATCHERS} is prometheus-adapter's spelling; read as {MATCHERS_PLACEHOLDER}"
+        );
+        query = query.replace(ADAPTER_MATCHERS, MATCHERS_PLACEHOLDER);
+    }
+    if let Some(p) = ["<<.Series>>", "<<.GroupBy>>"]
+        .into_iter()
+        .find(|p| query.contains(p))
+    {
+        return Err((
+            path("query"),
+            format!("{p} is a prometheus-adapter placeholder with no counterpart here: write the series name and the grouping out, or convert the adapter's rules with `flink-hpa-bridge convert-adapter-config`"),
+        ));
+    }
     if !query.contains(MATCHERS_PLACEHOLDER) {
         return Err((
             path("query"),
@@ -107,7 +128,7 @@ impl SignalKind for Promql {
     }
 
     fn default_namespaced(&self) -> bool {
-        !(self.api == Api::Custom && self.resource == "namespaces")
+        !(self.api == Api::Custom && crate::path::is_cluster_scoped(&self.resource))
     }
 
     fn default_max_age(&self) -> Option<std::time::Duration> {
@@ -218,5 +239,38 @@ impl SignalKind for Promql {
             "resourceLabel": self.resource_label,
             "query": self.query,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(yaml: &str) -> Result<Arc<dyn SignalKind>, FieldError> {
+        let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap_or_default();
+        parse(m, &|f| format!("signals[0].{f}"))
+    }
+
+    #[test]
+    fn adapter_label_matchers_read_as_ours_and_other_adapter_placeholders_are_refused() {
+        let k = parsed("{api: external, query: 'sum(x{<<.LabelMatchers>>})'}").unwrap();
+        assert_eq!(k.options()["query"], "sum(x{<<matchers>>})");
+        let (field, msg) = parsed(
+            "{api: external, query: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}",
+        )
+        .unwrap_err();
+        assert_eq!(field, "signals[0].query");
+        assert!(msg.contains("convert-adapter-config"), "{msg}");
+    }
+
+    #[test]
+    fn nodes_and_namespaces_are_cluster_scoped() {
+        for (resource, namespaced) in [("namespaces", false), ("nodes", false), ("pods", true)] {
+            let k = parsed(&format!(
+                "{{api: custom, resource: {resource}, query: 'x{{<<matchers>>}}'}}"
+            ))
+            .unwrap();
+            assert_eq!(k.default_namespaced(), namespaced, "{resource}");
+        }
     }
 }
