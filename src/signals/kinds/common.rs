@@ -172,3 +172,23 @@ pub fn only(labels: &BTreeMap<String, String>, keep: &[&str]) -> BTreeMap<String
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
+
+/// The restart hold of a kind that reads rates or slopes over `window`: the window must hold
+/// only data from after the last restart, so the warm-up is at least the window, and a hold
+/// lasts at least that long plus a minute for the restart itself. Such kinds answer job-wide
+/// amounts, held as they are.
+pub fn windowed_hold(
+    hold: Option<crate::config::RestartHold>,
+    window: Duration,
+) -> Option<super::Hold> {
+    hold.map(|h| {
+        let warm_up = h.warm_up.max(window);
+        super::Hold {
+            timing: crate::config::RestartHold {
+                warm_up,
+                max_hold: h.max_hold.max(warm_up + Duration::from_secs(60)),
+            },
+            scaling: crate::model::hold::HoldScaling::Absolute,
+        }
+    })
+}

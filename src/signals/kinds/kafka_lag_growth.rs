@@ -8,13 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::RestartHold;
-use crate::model::hold::HoldScaling;
 use crate::promql::{vector, Matcher};
 use crate::signals::plan::{Agg, Part, PartName};
 use crate::signals::request::Item;
 use crate::signals::{promql_duration, PENDING_RECORDS};
 
-use super::common::{Failure, Input};
+use super::common::{windowed_hold, Failure, Input};
 use super::options::{
     duration, from_fields, hold_json, restart_hold, FieldError, RestartHoldSection,
 };
@@ -98,16 +97,7 @@ impl SignalKind for KafkaLagGrowth {
     /// The slope over a window that spans a restart mixes two jobs' backlogs: the warm-up is
     /// at least the window. A growth in records/s does not depend on the parallelism.
     fn hold(&self) -> Option<Hold> {
-        self.hold.map(|h| {
-            let warm_up = h.warm_up.max(self.window);
-            Hold {
-                timing: RestartHold {
-                    warm_up,
-                    max_hold: h.max_hold.max(warm_up + Duration::from_secs(60)),
-                },
-                scaling: HoldScaling::Absolute,
-            }
-        })
+        windowed_hold(self.hold, self.window)
     }
 
     fn options(&self) -> serde_json::Value {

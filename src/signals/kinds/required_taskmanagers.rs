@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use crate::config::RestartHold;
 use crate::model::capacity::{required_task_managers, Decision, Report, Targets, VertexLoad};
-use crate::model::hold::HoldScaling;
 use crate::promql::{vector, Matcher};
 use crate::provider::MetricError;
 use crate::signals::plan::{Agg, Group, Part, PartName};
@@ -21,7 +20,7 @@ use crate::signals::{
     PENDING_RECORDS, SOURCE_OPERATOR_REGEX,
 };
 
-use super::common::{Failure, Input};
+use super::common::{windowed_hold, Failure, Input};
 use super::options::{
     duration, from_fields, hold_json, restart_hold, FieldError, RestartHoldSection,
 };
@@ -562,16 +561,7 @@ impl SignalKind for RequiredTaskManagers {
     /// The window must hold only data from after the last restart: the warm-up is at least
     /// the window, and a hold lasts at least as long plus the restart's own time.
     fn hold(&self) -> Option<Hold> {
-        self.hold.map(|h| {
-            let warm_up = h.warm_up.max(self.window);
-            Hold {
-                timing: RestartHold {
-                    warm_up,
-                    max_hold: h.max_hold.max(warm_up + Duration::from_secs(60)),
-                },
-                scaling: HoldScaling::Absolute,
-            }
-        })
+        windowed_hold(self.hold, self.window)
     }
 
     fn options(&self) -> serde_json::Value {
@@ -602,6 +592,7 @@ impl SignalKind for RequiredTaskManagers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::hold::HoldScaling;
 
     fn parsed(yaml: &str) -> Result<Arc<dyn SignalKind>, FieldError> {
         let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap_or_default();
