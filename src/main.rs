@@ -1,12 +1,11 @@
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use flink_hpa_bridge::commands::serve::ServeOptions;
 use flink_hpa_bridge::commands::{self, Overrides, QueryArgs};
+use flink_hpa_bridge::config;
 use flink_hpa_bridge::logging::{self, LogFormat};
-use flink_hpa_bridge::{config, demo};
 
 /// Serves Flink autoscaling signals from Prometheus to the Kubernetes HPA through the custom
 /// and external metrics APIs.
@@ -213,18 +212,8 @@ enum Command {
         /// The prometheus-adapter configuration file (its `rules` and `externalRules`).
         file: PathBuf,
     },
-    /// Run a synthetic Flink job, a real Prometheus and the server, and show what the HPA reads.
-    Demo {
-        /// HTTPS port of the demo's server.
-        #[arg(long, default_value_t = 6443)]
-        secure_port: u16,
-        /// Seconds between readings.
-        #[arg(long, default_value_t = 5)]
-        refresh: u64,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration: Option<u64>,
-    },
+    /// Run a simulated Flink job, a real Prometheus, the server and an HPA model in a closed loop.
+    Demo(flink_hpa_bridge::demo::cli::DemoArgs),
     /// Print a shell completion script (e.g. `flink-hpa-bridge completions bash > /etc/bash_completion.d/flink-hpa-bridge`).
     Completions {
         #[arg(value_enum)]
@@ -369,19 +358,11 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo {
-            secure_port,
-            refresh,
-            duration,
-        } => {
-            log("warn");
-            let opts = demo::DemoOptions {
-                secure_port,
-                refresh: Duration::from_secs(refresh.max(1)),
-                duration: duration.map(Duration::from_secs),
-                scrape_interval: Duration::from_secs(2),
-            };
-            demo::run(opts, &mut std::io::stdout())
+        Command::Demo(args) => {
+            // The demo says itself that it serves loopback without authentication; the
+            // server's start-up warning about it would only push the view off the screen.
+            log("warn,flink_hpa_bridge::auth=error");
+            flink_hpa_bridge::demo::cli::demo(args)
                 .await
                 .context("demo failed")
         }

@@ -143,33 +143,93 @@ async fn query_shows_promql_samples_and_what_the_hpa_gets() {
     );
 }
 
+/// An HPA that reacts at once (no `behavior`: no scale-up window), so the closed loop shows
+/// a decision within a test's time.
+const FAST_HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: fast, namespace: flink}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: flink-taskmanager}
+  minReplicas: 1
+  maxReplicas: 8
+  metrics:
+    - type: External
+      external:
+        metric:
+          name: flink_required_taskmanagers
+          selector: {matchLabels: {job_name: orders-enrich}}
+        target: {type: AverageValue, averageValue: "1"}
+"#;
+
 #[test]
-fn demo_runs_on_a_machine_with_nothing_running() {
+fn demo_closes_the_loop_on_a_machine_with_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let hpa = dir.path().join("fast.yaml");
+    std::fs::write(&hpa, FAST_HPA).unwrap();
+    let out_dir = dir.path().join("out");
     let (code, out, err) = run(&[
         "demo",
         "--secure-port",
         "0",
+        "--hpa",
+        hpa.to_str().unwrap(),
+        "--workload",
+        "step",
+        "--peak",
+        "4000",
+        "--period",
+        "40s",
         "--duration",
-        "4",
-        "--refresh",
-        "2",
+        "45s",
+        "--sync-period",
+        "5s",
+        "--scrape-interval",
+        "1s",
+        "--out",
+        out_dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
-    // The first reading comes after Prometheus' first scrape: every signal has a value.
-    let first: Vec<&str> = out
+    let syncs: Vec<&str> = out
         .lines()
-        .skip_while(|l| !l.starts_with("t="))
+        .skip_while(|l| !l.trim_start().starts_with("time"))
         .skip(1)
-        .take(6)
+        .take_while(|l| !l.is_empty())
         .collect();
-    assert_eq!(first.len(), 6, "{out}");
-    for line in first {
-        assert!(
-            !line.contains("error") && !line.contains("failed"),
-            "{line}\n{out}"
-        );
+    assert!(syncs.len() >= 7, "{out}");
+    // The job runs on one TaskManager at 1,000 records/s, its capacity; at 10 s the load steps
+    // to 4,000 records/s and the backlog grows. The HPA reads the required count over HTTPS
+    // and scales up (by at most 4 pods per sync without a `behavior`), and the job rescales.
+    assert!(syncs[0].contains("1 → 1"), "{out}");
+    assert!(
+        syncs
+            .iter()
+            .any(|l| l.contains("1 → ") && !l.contains("1 → 1") && l.contains("scale up")),
+        "{out}"
+    );
+    for l in &syncs {
+        assert!(!l.contains("request failed"), "{l}\n{out}");
     }
-    assert!(out.contains("flink-taskmanager-5d8f7c9b4-tm000="), "{out}");
+    for f in ["timeline.csv", "summary.json", "plot.png"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing\n{out}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["max_taskmanagers"].as_u64().unwrap() >= 2,
+        "{summary}"
+    );
+    assert!(summary["rescales"].as_u64().unwrap() >= 1, "{summary}");
+}
+
+#[test]
+fn demo_refuses_a_missing_hpa_before_starting_anything() {
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&["demo", "--secure-port", "0", "--hpa", "no-such-hpa.yaml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-hpa.yaml"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 /// `serve` with `args` after the common ones must exit non-zero at once, saying `says`.

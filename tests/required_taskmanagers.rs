@@ -229,6 +229,52 @@ async fn required_taskmanagers_match_a_hand_computation_on_random_jobs() {
     }
 }
 
+/// A job that has run for an hour but whose series Prometheus has held for only part of the
+/// window (Prometheus, or its scrape of the job, started lately) gets the same answer as with
+/// a full window. Worked by hand with the defaults: arrivals 2,000 records/s, backlog 200,000;
+/// enrich at busy 0.97 has TPR 2,000 / 0.97 = 2,061.9 records/s; utilization
+/// (2,000 + 200,000 / 600) / 2,061.9 = 1.13, above the band; capacity
+/// 2,000 / 0.7 + 333.3 + 2,000 × 90 / 600 = 3,490.5; P_req = ceil(2 × 3,490.5 / 2,061.9) = 4
+/// subtasks = 2 TaskManagers. A rate() of the counters over a half-covered window reads their
+/// input as half of what the sources consume, putting enrich inside the band at 1.
+#[tokio::test]
+async fn series_younger_than_the_window_read_their_true_rates() {
+    let bed = bed();
+    let client = bed.main.client();
+    let ns = unique("required-fresh");
+    let t0 = now();
+    let job = Job {
+        p: 2,
+        consumed: 2_000.0,
+        busy_source: 0.1,
+        busy_enrich: 0.97,
+        backlog: 200_000.0,
+        growth: 0.0,
+        t0,
+        started: t0 - 3_600.0,
+        restarts: 0.0,
+    };
+    assert_eq!(job.expected(t0), 2.0);
+    feed(
+        bed.store.clone(),
+        ns.clone(),
+        std::sync::Arc::new(std::sync::Mutex::new(job)),
+    );
+    wait_scraped(
+        &format!("flink_taskmanager_job_task_accumulateBusyTimeMs{{namespace=\"{ns}\"}}"),
+        3,
+    )
+    .await;
+    // Well inside the 10 s window: at most about half of it holds samples.
+    let r = client
+        .wait_for(
+            &ext(&ns, "required_short", &format!("job_name={JOB}")),
+            |r| r.status == 200,
+        )
+        .await;
+    assert_eq!(number(&r), 2.0, "{}", r.body);
+}
+
 #[tokio::test]
 async fn a_restart_holds_the_count_until_the_window_holds_only_new_data() {
     let bed = bed();

@@ -84,13 +84,8 @@ pub fn run<F>(
 where
     F: FnMut(f64, &[Series]) -> Vec<MetricReading>,
 {
-    let dt = cfg.step_seconds;
-    let cap_per_tm = job.config.capacity_per_slot * job.config.slots_per_task_manager as f64;
+    let mut tally = Tally::new(job, cfg);
     let mut rows = Vec::new();
-    let mut summary = Summary {
-        duration_seconds: cfg.duration_seconds,
-        ..Summary::default()
-    };
     let mut scraped: Vec<Series> = Vec::new();
     let mut next_scrape = 0.0;
     let mut next_sync = 0.0;
@@ -104,60 +99,109 @@ where
         if t + eps >= next_sync {
             let readings = read(t, &scraped);
             scraped.clear();
-            let pods = job.pods();
-            let outcome = hpa.sync(&SyncInput {
-                now: t,
-                spec_replicas: job.replicas as i32,
-                status_replicas: job.pod_count() as i32,
-                pods: &pods,
-                readings: &readings,
-            });
-            let reason = if outcome.blocked {
-                outcome.reason.clone()
-            } else {
-                let limited = outcome
-                    .scaling_limited
-                    .map(|c| c.reason)
-                    .unwrap_or("DesiredWithinRange");
-                format!(
-                    "{}; {}; {}",
-                    outcome.metric.as_deref().unwrap_or("-"),
-                    outcome.able_to_scale.reason,
-                    limited
-                )
-            };
-            rows.push(Row {
-                t,
-                arrival_rate: workload.rate(t),
-                capacity: job.capacity(),
-                task_managers: job.pod_count(),
-                registered_task_managers: job.registered_task_managers(),
-                parallelism: job.parallelism,
-                backlog: job.backlog,
-                lag_seconds: job.lag_seconds(),
-                readings,
-                desired_replicas: outcome.desired_replicas,
-                reason,
-            });
-            if outcome.rescale {
-                summary.hpa_scale_events += 1;
-                job.set_replicas(outcome.desired_replicas.max(0) as usize);
-            }
+            rows.push(sync(job, hpa, workload.rate(t), t, readings, &mut tally));
             next_sync += hpa.config.sync_period_seconds;
         }
-        let rate = workload.rate(t);
-        summary.taskmanager_seconds += job.pod_count() as f64 * dt;
-        summary.oracle_taskmanager_seconds += oracle_task_managers(rate, cap_per_tm) as f64 * dt;
-        summary.max_taskmanagers = summary.max_taskmanagers.max(job.pod_count());
-        job.advance(dt, rate);
-        let lag = job.lag_seconds();
-        summary.max_lag_seconds = summary.max_lag_seconds.max(lag);
-        if lag > cfg.lag_limit_seconds {
-            summary.seconds_lag_above_limit += dt;
+        tally.advance(job, cfg.step_seconds, workload.rate(t));
+    }
+    (rows, tally.finish(job))
+}
+
+/// One HPA sync at `t` on `readings`: the controller's decision applied to the job's
+/// Deployment, and the row that records it.
+pub fn sync(
+    job: &mut FlinkJob,
+    hpa: &mut Hpa,
+    arrival_rate: f64,
+    t: f64,
+    readings: Vec<MetricReading>,
+    tally: &mut Tally,
+) -> Row {
+    let pods = job.pods();
+    let outcome = hpa.sync(&SyncInput {
+        now: t,
+        spec_replicas: job.replicas as i32,
+        status_replicas: job.pod_count() as i32,
+        pods: &pods,
+        readings: &readings,
+    });
+    let reason = if outcome.blocked {
+        outcome.reason.clone()
+    } else {
+        let limited = outcome
+            .scaling_limited
+            .map(|c| c.reason)
+            .unwrap_or("DesiredWithinRange");
+        format!(
+            "{}; {}; {}",
+            outcome.metric.as_deref().unwrap_or("-"),
+            outcome.able_to_scale.reason,
+            limited
+        )
+    };
+    let row = Row {
+        t,
+        arrival_rate,
+        capacity: job.capacity(),
+        task_managers: job.pod_count(),
+        registered_task_managers: job.registered_task_managers(),
+        parallelism: job.parallelism,
+        backlog: job.backlog,
+        lag_seconds: job.lag_seconds(),
+        readings,
+        desired_replicas: outcome.desired_replicas,
+        reason,
+    };
+    if outcome.rescale {
+        tally.summary.hpa_scale_events += 1;
+        job.set_replicas(outcome.desired_replicas.max(0) as usize);
+    }
+    row
+}
+
+/// The running totals of a [`Summary`], kept step by step as the job advances.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    summary: Summary,
+    capacity_per_task_manager: f64,
+    lag_limit_seconds: f64,
+    rescales_at_start: u64,
+}
+
+impl Tally {
+    pub fn new(job: &FlinkJob, cfg: &DriverConfig) -> Self {
+        Self {
+            summary: Summary::default(),
+            capacity_per_task_manager: job.config.capacity_per_slot
+                * job.config.slots_per_task_manager as f64,
+            lag_limit_seconds: cfg.lag_limit_seconds,
+            rescales_at_start: job.rescales,
         }
     }
-    summary.rescales = job.rescales;
-    (rows, summary)
+
+    /// Counts the `dt` seconds about to pass at `rate`, then advances the job over them.
+    pub fn advance(&mut self, job: &mut FlinkJob, dt: f64, rate: f64) {
+        let s = &mut self.summary;
+        s.duration_seconds += dt;
+        s.taskmanager_seconds += job.pod_count() as f64 * dt;
+        s.oracle_taskmanager_seconds +=
+            oracle_task_managers(rate, self.capacity_per_task_manager) as f64 * dt;
+        s.max_taskmanagers = s.max_taskmanagers.max(job.pod_count());
+        job.advance(dt, rate);
+        let lag = job.lag_seconds();
+        s.max_lag_seconds = s.max_lag_seconds.max(lag);
+        if lag > self.lag_limit_seconds {
+            s.seconds_lag_above_limit += dt;
+        }
+    }
+
+    /// The summary so far.
+    pub fn finish(&self, job: &FlinkJob) -> Summary {
+        Summary {
+            rescales: job.rescales - self.rescales_at_start,
+            ..self.summary.clone()
+        }
+    }
 }
 
 #[cfg(test)]

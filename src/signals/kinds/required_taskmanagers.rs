@@ -429,11 +429,17 @@ impl SignalKind for RequiredTaskManagers {
             part(PartName::SUBTASKS, format!("count by ({by}) ({busy})"), Agg::Sum),
             part(PartName::NEWEST, format!("max by ({by}) (timestamp({busy}))"), Agg::Max),
             // The accumulated counter gives the exact busy ratio over the window; the 60 s
-            // meter averaged over it stands in where the counter is missing.
+            // meter averaged over it stands in where the counter is missing. The counters'
+            // slope is taken with deriv, not rate: rate divides by the whole window, so a
+            // series younger than the window (Prometheus or its scrape of the job started
+            // lately) reads low by the uncovered share, while the sources' consumption,
+            // an average of gauges, does not — and a vertex's share of the arrivals, its
+            // input over theirs, would come out too low. Every task series belongs to one
+            // execution attempt (task_attempt_id), so these counters never reset.
             part(
                 BUSY,
                 format!(
-                    "(max by ({by}) (rate({}[{w}])) / 1000) or (max by ({by}) (avg_over_time({busy}[{w}]) >= 0) / 1000)",
+                    "(max by ({by}) (deriv({}[{w}])) / 1000) or (max by ({by}) (avg_over_time({busy}[{w}]) >= 0) / 1000)",
                     vector(ACCUMULATED_BUSY, m)
                 ),
                 Agg::Max,
@@ -443,7 +449,7 @@ impl SignalKind for RequiredTaskManagers {
             part(
                 INPUT,
                 format!(
-                    "sum by ({by}) (rate({}[{w}])) or sum by ({by}) (avg_over_time({}[{w}]) >= 0)",
+                    "sum by ({by}) (deriv({}[{w}])) or sum by ({by}) (avg_over_time({}[{w}]) >= 0)",
                     vector(TASK_RECORDS_IN, m),
                     vector(TASK_RECORDS_IN_RATE, m)
                 ),
