@@ -30,6 +30,16 @@ signals:
     forecast: {lead: 2m, method: trend}
 YAML
 
+# The same signal tuned for a load that changes over tens of minutes: less headroom, a shorter
+# window (and with it a shorter hold after each restart).
+cat >"$OUT/tuned.yaml" <<'YAML'
+signals:
+  - name: flink_required_taskmanagers
+    type: flinkRequiredTaskManagers
+    targetUtilization: 0.85
+    window: 2m
+YAML
+
 run() { # name hpa [config]
   local name=$1 hpa=$2 cfg=${3:-}
   local args=(simulate --hpa "$hpa" --workload sine --duration "$DURATION" --period "$PERIOD"
@@ -46,3 +56,4 @@ for f in hpa-examples/*.yaml; do
   run "$(basename "$f" .yaml)" "$f"
 done
 run "required-taskmanagers + trend forecast" hpa-examples/required-taskmanagers.yaml "$OUT/forecast.yaml"
+run "required-taskmanagers + targetUtilization 0.85, window 2m" hpa-examples/required-taskmanagers.yaml "$OUT/tuned.yaml"

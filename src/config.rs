@@ -56,7 +56,7 @@ pub struct FileConfig {
     pub pods: PodsSection,
     #[serde(default)]
     pub cache: CacheSection,
-    /// Include the five built-in signals (default true). Entries in `signals` with a built-in
+    /// Include the built-in signals (default true). Entries in `signals` with a built-in
     /// name replace that built-in.
     pub builtin_signals: Option<bool>,
     /// Each entry is split into the fields every signal has and its kind's own options.

@@ -225,27 +225,6 @@ enum Command {
     Replay(flink_hpa_bridge::simulate::cli::ReplayArgs),
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -297,7 +276,8 @@ async fn main() -> anyhow::Result<()> {
                 grpc: grpc_port
                     .map(|p| flink_hpa_bridge::keda::GrpcOptions::new(p, grpc_client_ca_file)),
             };
-            commands::serve::run(&config, opts, shutdown_signal()).await?;
+            commands::serve::run(&config, opts, flink_hpa_bridge::commands::shutdown_signal())
+                .await?;
             Ok(())
         }
         Command::Query {

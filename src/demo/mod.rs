@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::commands::Overrides;
+use crate::config::Config;
 use crate::fixtures::exporter;
 use crate::fixtures::local_prometheus::LocalPrometheus;
 use crate::hpa::{ControllerConfig, Hpa};
@@ -26,6 +26,16 @@ use world::LiveJob;
 /// The HPA the demo runs when none is given: the one the README starts with.
 pub const BUILTIN_HPA: &str = include_str!("../../hpa-examples/required-taskmanagers.yaml");
 const BUILTIN_HPA_NAME: &str = "hpa-examples/required-taskmanagers.yaml (built in)";
+
+/// The signal options the demo runs with unless `--config` names a file: the tuning for a
+/// load that changes over tens of minutes (README, "Required TaskManagers"), which the demo's
+/// sped-up load is.
+pub const DEMO_CONFIG: &str = "signals:
+  - name: flink_required_taskmanagers
+    type: flinkRequiredTaskManagers
+    targetUtilization: 0.85
+    window: 2m
+";
 
 /// How long the job has run before the demo shows it: longer than the built-in signals'
 /// windows and warm-ups (5 min), so the first answers are not held as a fresh start.
@@ -99,9 +109,10 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     if opts.sync_period_seconds == 0 {
         anyhow::bail!("--sync-period must be at least 1s");
     }
-    if let Some(file) = &opts.config {
-        crate::config::Config::load(file)?;
-    }
+    let mut cfg = match &opts.config {
+        Some(file) => Config::load(file)?,
+        None => Config::from_yaml(DEMO_CONFIG, "the demo's built-in configuration")?,
+    };
     if opts.secure_port != 0 {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", opts.secure_port)) {
             anyhow::bail!(
@@ -142,15 +153,9 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     let exporter_addr = exporter::spawn(std::sync::Arc::new(job.clone())).await?;
     let prom = LocalPrometheus::start(&[exporter_addr], opts.scrape_interval).await?;
     prom.wait_for_first_scrape(Duration::from_secs(30)).await?;
-    let mut cfg = crate::commands::effective_config(
-        opts.config.as_deref(),
-        &Overrides {
-            prometheus_url: Some(prom.url.clone()),
-            secure_port: Some(opts.secure_port),
-            bind_address: Some("127.0.0.1".into()),
-            ..Default::default()
-        },
-    )?;
+    cfg.prometheus.url = Some(prom.url.clone());
+    cfg.server.secure_port = opts.secure_port;
+    cfg.server.bind_address = "127.0.0.1".into();
     // Loopback only, nothing to authenticate against.
     cfg.server.auth.insecure_skip_auth = true;
     let running = server::start(&cfg, StartOptions::default()).await?;
@@ -197,6 +202,13 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
         metric_names.join(", "),
         opts.sync_period_seconds
     )?;
+    match &opts.config {
+        Some(f) => writeln!(out, "  signals configured by {}", f.display())?,
+        None => writeln!(
+            out,
+            "  flink_required_taskmanagers with targetUtilization 0.85 and window 2m, tuned for a load that changes over minutes (--config FILE to change)"
+        )?,
+    }
     if let Some(path) = hpa_file
         .requests
         .first()
@@ -217,7 +229,7 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     }
     writeln!(
         out,
-        "Ctrl-C stops it and writes {}/plot.png.\n",
+        "Ctrl-C stops it and writes {}/plot.png and the summary.\n",
         opts.out.display()
     )?;
     writeln!(out, "{}", view::HEADER)?;
@@ -234,8 +246,8 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     // A late tick is caught up, so the model's time stays the wall clock's.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop = crate::commands::shutdown_signal();
+    tokio::pin!(stop);
     let mut t: u32 = 0;
     loop {
         if t % opts.sync_period_seconds == 0 {
@@ -257,7 +269,7 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
         }
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = &mut ctrl_c => break,
+            _ = &mut stop => break,
         }
         let rate = workload.rate(offset + f64::from(t));
         tally.advance(&mut job.lock(), 1.0, rate);

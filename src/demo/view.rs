@@ -77,7 +77,13 @@ pub fn reading(metric: &str, read: &Read) -> String {
         .map(|a| format!(" ({a:.0} s)"))
         .unwrap_or_default();
     match &read.reading {
-        Ok(Reading::Value(v)) => format!("{metric} {}{}{age}", value(*v), unit_of(metric)),
+        Ok(Reading::Value(v)) => {
+            let unit = match unit_of(metric) {
+                " TaskManagers" if *v == 1.0 => " TaskManager",
+                u => u,
+            };
+            format!("{metric} {}{unit}{age}", value(*v))
+        }
         Ok(Reading::PerPod(pods)) => {
             let avg = pods.iter().map(|p| p.1).sum::<f64>() / pods.len().max(1) as f64;
             format!(
@@ -190,6 +196,14 @@ mod tests {
         assert_eq!(
             reading("flink_busy_time_max", &r),
             "flink_busy_time_max 812 ms/s (3 s)"
+        );
+        let one = Read {
+            reading: Ok(Reading::Value(1.0)),
+            age_seconds: Some(0.0),
+        };
+        assert_eq!(
+            reading("flink_required_taskmanagers", &one),
+            "flink_required_taskmanagers 1 TaskManager (0 s)"
         );
         let p = Read {
             reading: Ok(Reading::PerPod(vec![

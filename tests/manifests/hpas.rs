@@ -102,23 +102,35 @@ pub(crate) fn restart_and_warm_up_seconds(conf: &BTreeMap<String, String>) -> u6
 
 /// An HPA's scale-up against Reactive Mode: on a signal that a restart disturbs (every Flink
 /// signal; a Pravega segment count is not), a rise must outlast a restart and its warm-up, and
-/// no scale-up step may come sooner than Flink's scaling-interval.min lets it act.
+/// no scale-up step may come sooner than Flink's scaling-interval.min lets it act. A signal
+/// whose server holds its last answer unchanged through the restart and a warm-up at least as
+/// long needs no window of the HPA for it: what the HPA reads then was computed before.
 pub(crate) fn scale_up_errors(
     what: &str,
     up: &k8s_openapi::api::autoscaling::v2::HPAScalingRules,
     metrics: &[k8s_openapi::api::autoscaling::v2::MetricSpec],
     conf: &BTreeMap<String, String>,
+    cfg: &Config,
 ) -> Vec<String> {
     let mut errors = Vec::new();
+    let warm_up = restart_and_warm_up_seconds(conf);
+    let held = |name: &str| {
+        cfg.signals.iter().any(|s| {
+            s.name == name
+                && s.handler.hold().is_some_and(|h| {
+                    h.scaling == flink_hpa_bridge::model::hold::HoldScaling::Absolute
+                        && h.timing.warm_up.as_secs() >= warm_up
+                })
+        })
+    };
     let disturbed = metrics.iter().any(|m| {
         let name = m
             .external
             .as_ref()
             .map(|e| e.metric.name.as_str())
             .or(m.pods.as_ref().map(|p| p.metric.name.as_str()));
-        name != Some("pravega_stream_segments")
+        name.is_some_and(|n| n != "pravega_stream_segments" && !held(n))
     });
-    let warm_up = restart_and_warm_up_seconds(conf);
     let window = u64::try_from(up.stabilization_window_seconds.unwrap_or(0)).unwrap_or(0);
     if disturbed && window < warm_up {
         errors.push(format!(
@@ -291,7 +303,7 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
             errors.push(format!("{what}: behavior needs rate-limit policies both ways and a scale-down window of at least 300 s"));
         }
         let metrics = spec.metrics.clone().unwrap_or_default();
-        errors.extend(scale_up_errors(&what, &up, &metrics, &conf));
+        errors.extend(scale_up_errors(&what, &up, &metrics, &conf, &cfg));
         combined |= metrics.len() > 1;
         if metrics.is_empty() {
             errors.push(format!("{what}: no metrics"));
@@ -335,16 +347,34 @@ fn hpa_examples_scale_the_taskmanagers_on_metrics_the_server_serves() {
     .expect("rules");
     let conf = flink_config();
     assert_eq!(
-        scale_up_errors("t", &quick, &[metric("flink_busy_time_max")], &conf).len(),
+        scale_up_errors("t", &quick, &[metric("flink_busy_time_max")], &conf, &cfg).len(),
         2
+    );
+    // Required TaskManagers are held unchanged for their 5 min window after a restart: no
+    // window needed, only the period.
+    assert_eq!(
+        scale_up_errors(
+            "t",
+            &quick,
+            &[metric("flink_required_taskmanagers")],
+            &conf,
+            &cfg
+        )
+        .len(),
+        1
     );
     let unhurried: k8s_openapi::api::autoscaling::v2::HPAScalingRules = serde_json::from_value(
         json!({"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}]}),
     )
     .expect("rules");
-    assert!(
-        scale_up_errors("t", &unhurried, &[metric("pravega_stream_segments")], &conf).is_empty()
-    );
+    assert!(scale_up_errors(
+        "t",
+        &unhurried,
+        &[metric("pravega_stream_segments")],
+        &conf,
+        &cfg
+    )
+    .is_empty());
 }
 
 #[test]
