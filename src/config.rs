@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::promql::{is_valid_label_name, is_valid_metric_name};
+use crate::promql::is_valid_label_name;
 
 mod server;
+mod signal;
+#[cfg(test)]
+mod tests;
 
 pub use server::{
     validate_url, AuthSection, PrometheusSection, PrometheusSettings, ServerSection,
@@ -375,7 +378,7 @@ impl Config {
         };
         let mut seen = std::collections::BTreeSet::new();
         for (i, section) in raw.signals.into_iter().enumerate() {
-            let spec = signal_from_section(section, i).map_err(|(f, m)| invalid(f, m))?;
+            let spec = signal::from_section(section, i).map_err(|(f, m)| invalid(f, m))?;
             if !seen.insert(spec.name.clone()) {
                 return Err(invalid(
                     format!("signals[{i}].name"),
@@ -396,93 +399,6 @@ impl Config {
         cfg.signals = signals;
         Ok(cfg)
     }
-}
-
-type FieldError = (String, String);
-
-fn signal_from_section(value: serde_yaml::Value, i: usize) -> Result<SignalSpec, FieldError> {
-    let f = |name: &str| {
-        if name.is_empty() {
-            format!("signals[{i}]")
-        } else {
-            format!("signals[{i}].{name}")
-        }
-    };
-    let serde_yaml::Value::Mapping(mut m) = value else {
-        return Err((f(""), "expected a mapping with name and type".into()));
-    };
-    let kind = match m.remove("type") {
-        None => return Err((
-            f("type"),
-            "required: one of flinkBusyTimeMax, flinkKafkaLagRecords, flinkKafkaLagSeconds, pravegaStreamSegments, flinkTaskManagerBusyTime, promql".to_string(),
-        )),
-        Some(t) => serde_yaml::from_value::<SignalType>(t).map_err(|e| (f("type"), e.to_string()))?,
-    };
-    // Split the fields every signal has from the kind's own.
-    let mut common = serde_yaml::Mapping::new();
-    let mut own = serde_yaml::Mapping::new();
-    for (k, v) in m {
-        let is_common = k
-            .as_str()
-            .is_some_and(|k| crate::signals::kinds::options::COMMON_FIELDS.contains(&k));
-        if is_common {
-            common.insert(k, v);
-        } else {
-            own.insert(k, v);
-        }
-    }
-    let s: SignalSection = crate::signals::kinds::options::from_fields(common, &f)?;
-    let name = s.name.ok_or_else(|| (f("name"), "required".to_string()))?;
-    if !is_valid_metric_name(&name) {
-        return Err((
-            f("name"),
-            format!("{name:?} must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"),
-        ));
-    }
-    let handler = crate::signals::kinds::parse(kind, own, &f)?;
-    let mut spec = SignalSpec::with_handler(&name, handler);
-
-    if let Some(v) = s.namespaced {
-        spec.namespaced = v;
-    }
-    // Namespaces are cluster-scoped: their requests name no namespace to filter by.
-    if spec.api() == Api::Custom && spec.resource() == "namespaces" {
-        spec.namespaced = false;
-    }
-    if let Some(l) = s.namespace_label {
-        check_label(&l).map_err(|m| (f("namespaceLabel"), m))?;
-        spec.namespace_label = l;
-    }
-    if let Some(a) = s.max_age {
-        spec.max_age = if a == "0" || a == "off" {
-            None
-        } else {
-            Some(
-                parse_duration(&a)
-                    .and_then(nonzero)
-                    .map_err(|m| (f("maxAge"), m))?,
-            )
-        };
-    }
-    for (field, text, slot) in [
-        ("onMissing", s.on_missing, &mut spec.data.missing),
-        ("onNaN", s.on_nan, &mut spec.data.nan),
-        ("onInfinite", s.on_infinite, &mut spec.data.infinite),
-        ("onNegative", s.on_negative, &mut spec.data.negative),
-        ("onStale", s.on_stale, &mut spec.data.stale),
-    ] {
-        if let Some(t) = text {
-            *slot = t.parse().map_err(|m| (f(field), m))?;
-        }
-    }
-    for (key, label) in &s.labels {
-        check_label(label).map_err(|m| (format!("{}.{key}", f("labels")), m))?;
-    }
-    spec.labels = s.labels;
-    if let Some(v) = s.flink_label_values {
-        spec.flink_label_values = v;
-    }
-    Ok(spec)
 }
 
 /// Where a `promql` signal's template receives the request's label matchers.
@@ -506,101 +422,5 @@ pub(crate) fn nonzero(d: Duration) -> Result<Duration, String> {
         Err("must be greater than zero".into())
     } else {
         Ok(d)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn err(yaml: &str) -> String {
-        Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string()
-    }
-
-    #[test]
-    fn empty_file_gives_the_builtins() {
-        let c = Config::from_yaml("", "c.yaml").unwrap();
-        let names: Vec<_> = c.signals.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, BUILTIN_SIGNALS.map(|(n, _)| n));
-        assert!(
-            !c.signals[3].namespaced,
-            "pravega series live in another namespace"
-        );
-    }
-
-    #[test]
-    fn full_file_parses_and_overrides_a_builtin() {
-        let c = Config::from_yaml(
-            r#"
-prometheus:
-  url: https://thanos.example:9091
-  timeout: 3s
-  headers: {X-Scope-OrgID: team-a}
-server: {securePort: 8443}
-pods: {source: labels}
-signals:
-  - name: flink_busy_time_max
-    type: flinkBusyTimeMax
-    maxAge: 45s
-    labels: {app: job_name}
-  - name: orders_rate
-    type: promql
-    api: external
-    query: sum(rate(orders_total{<<matchers>>}[1m]))
-"#,
-            "c.yaml",
-        )
-        .unwrap();
-        assert_eq!(c.prometheus.timeout, Duration::from_secs(3));
-        assert_eq!(c.server.secure_port, 8443);
-        assert_eq!(c.pod_source, PodSource::Labels);
-        assert_eq!(c.signals.len(), BUILTIN_SIGNALS.len() + 1);
-        assert_eq!(c.signals[0].max_age, Some(Duration::from_secs(45)));
-        assert_eq!(c.signals[BUILTIN_SIGNALS.len()].api(), Api::External);
-    }
-
-    #[test]
-    fn errors_name_file_and_field() {
-        assert_eq!(
-            err("prometheus: {url: 'ftp://x'}"),
-            r#"c.yaml: prometheus.url: expected an http:// or https:// URL, got "ftp://x""#
-        );
-        assert_eq!(
-            err("signals: [{name: a, type: flinkBusyTimeMax, maxAge: soon}]"),
-            r#"c.yaml: signals[0].maxAge: expected a duration such as 30s, 2m or 1h, got "soon""#
-        );
-        assert_eq!(
-            err("signals: [{name: a, type: flinkBusyTimeMax, podLabel: pod}]"),
-            "c.yaml: signals[0].podLabel: not used by type flinkBusyTimeMax; only by flinkTaskManagerBusyTime"
-        );
-        assert_eq!(
-            err("signals: [{name: a-b, type: promql}]"),
-            r#"c.yaml: signals[0].name: "a-b" must match [a-zA-Z_:][a-zA-Z0-9_:]* (it becomes a URL path segment)"#
-        );
-        assert!(
-            err("signals: [{name: a, type: promql, api: external, query: 'up'}]")
-                .starts_with("c.yaml: signals[0].query: must contain <<matchers>>")
-        );
-        assert!(err("signals: [{name: a, type: promql, api: external, query: 'x{<<matchers>>}'}, {name: a, type: flinkBusyTimeMax}]")
-            .contains("signals[1].name: \"a\" is defined twice"));
-        assert!(err("builtinSignals: false").contains("signals: no signals"));
-        assert_eq!(
-            err("signals: [{name: a, type: flinkBusyTimeMax, onNaN: maybe}]"),
-            r#"c.yaml: signals[0].onNaN: expected error, zero or a number, got "maybe""#
-        );
-    }
-
-    #[test]
-    fn unknown_fields_and_types_are_refused_with_their_path() {
-        let e = err("prometheus:\n  urll: http://x\n");
-        assert!(
-            e.starts_with("c.yaml: prometheus: unknown field `urll`"),
-            "{e}"
-        );
-        let e = err("signals:\n  - name: a\n    type: busy\n");
-        assert!(
-            e.starts_with("c.yaml: signals[0].type: unknown variant `busy`"),
-            "{e}"
-        );
     }
 }

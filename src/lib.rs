@@ -26,8 +26,11 @@
 //! - [`fixtures`] are real parts for tests, the demo ([`demo`]) and the simulator: a
 //!   synthetic Flink exporter and a local Prometheus.
 //!
-//! **To add a signal kind:** one file in `src/signals/kinds/`, its `SignalType` variant and
-//! `REGISTRY` line in `src/signals/kinds/mod.rs`, and its row in the README's signal table.
+//! **To add a signal kind:** a module in `src/signals/kinds/` (one file, or a folder once it
+//! grows, as `required_taskmanagers/`); in `src/signals/kinds/mod.rs` its `mod` line, its
+//! `SignalType` variant and its `REGISTRY` line, and a `BUILTIN_SIGNALS` line if it is served
+//! without configuration (the manifests tests then ask for an example under `hpa-examples/` and
+//! a dashboard panel); and its row in the README's signal table.
 
 pub mod adapter;
 pub mod api;

@@ -1,9 +1,10 @@
 //! Signal kinds: one module per kind, each owning its options, its query parts, its grouping
 //! and its computation.
 //!
-//! To add a built-in kind: write `kinds/<kind>.rs` implementing [`SignalKind`] with an
-//! options struct, add its [`SignalType`] variant and its line in [`REGISTRY`], and document
-//! it in the README's signal table. The evaluation around it (planning, fetching, caching,
+//! To add a built-in kind: write `kinds/<kind>.rs` (or `kinds/<kind>/mod.rs` with submodules,
+//! once it grows) implementing [`SignalKind`] with an options struct, add its `mod` line, its
+//! [`SignalType`] variant and its line in [`REGISTRY`] (and in [`BUILTIN_SIGNALS`] if it is
+//! served without configuration), and document it in the README's signal table. The evaluation around it (planning, fetching, caching,
 //! the restart hold, data policy and response shaping) is shared and needs no change.
 
 mod busy_time_max;

@@ -2,15 +2,21 @@
 //! with its arrivals and catch up its backlog (`crate::model::capacity`). Served as an
 //! External metric with an `AverageValue` target of 1, the HPA runs exactly that many.
 
+mod explain;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use parse::DEFAULT_WINDOW;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::RestartHold;
-use crate::model::capacity::{required_task_managers, Decision, Report, Targets, VertexLoad};
+use crate::model::capacity::{required_task_managers, Report, Targets, VertexLoad};
 use crate::promql::{vector, Matcher};
 use crate::provider::MetricError;
 use crate::signals::plan::{Agg, Group, Part, PartName};
@@ -21,9 +27,7 @@ use crate::signals::{
 };
 
 use super::common::{windowed_hold, Failure, Input};
-use super::options::{
-    duration, from_fields, hold_json, restart_hold, FieldError, RestartHoldSection,
-};
+use super::options::hold_json;
 use super::{Entry, Grouping, Hold, SignalKind, SignalType, Source};
 
 pub const ENTRY: Entry = Entry {
@@ -44,7 +48,7 @@ pub const ENTRY: Entry = Entry {
         "maxParallelism",
         "forecast",
     ],
-    parse,
+    parse: parse::parse,
 };
 
 pub const ACCUMULATED_BUSY: &str = "flink_taskmanager_job_task_accumulateBusyTimeMs";
@@ -62,32 +66,6 @@ const PARTITIONS: PartName = PartName("partitions");
 const TASK_MANAGERS: PartName = PartName("taskmanagers");
 const FORECAST: PartName = PartName("forecast");
 const SEASONAL: PartName = PartName("seasonal");
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Options {
-    restart_hold: Option<RestartHoldSection>,
-    window: Option<String>,
-    target_utilization: Option<f64>,
-    utilization_min: Option<f64>,
-    utilization_max: Option<f64>,
-    catch_up_duration: Option<String>,
-    restart_time: Option<String>,
-    backlog_threshold: Option<String>,
-    slots_per_task_manager: Option<u32>,
-    min_task_managers: Option<u32>,
-    max_task_managers: Option<u32>,
-    max_parallelism: Option<u32>,
-    forecast: Option<ForecastSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ForecastSection {
-    lead: Option<String>,
-    method: Option<Method>,
-    season: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -112,124 +90,6 @@ pub struct RequiredTaskManagers {
     targets: Targets,
     slots: Option<f64>,
     forecast: Option<Forecast>,
-}
-
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
-
-fn parse(
-    m: serde_yaml::Mapping,
-    path: &dyn Fn(&str) -> String,
-) -> Result<Arc<dyn SignalKind>, FieldError> {
-    let o: Options = from_fields(m, path)?;
-    let fraction = |v: Option<f64>, default: f64, field: &str| -> Result<f64, FieldError> {
-        match v {
-            None => Ok(default),
-            Some(x) if x > 0.0 && x <= 1.0 => Ok(x),
-            Some(x) => Err((
-                path(field),
-                format!("expected a fraction in (0, 1], got {x}"),
-            )),
-        }
-    };
-    let utilization = fraction(o.target_utilization, 0.7, "targetUtilization")?;
-    let utilization_min = match o.utilization_min {
-        None => 0.4,
-        Some(x) if (0.0..=utilization).contains(&x) => x,
-        Some(x) => {
-            return Err((
-                path("utilizationMin"),
-                format!("expected 0 to targetUtilization ({utilization}), got {x}"),
-            ))
-        }
-    };
-    let utilization_max = match o.utilization_max {
-        None => 1.0,
-        Some(x) if x >= utilization => x,
-        Some(x) => {
-            return Err((
-                path("utilizationMax"),
-                format!("expected at least targetUtilization ({utilization}), got {x}"),
-            ))
-        }
-    };
-    let positive = |v: Option<u32>, field: &str| -> Result<Option<f64>, FieldError> {
-        match v {
-            Some(0) => Err((path(field), "must be at least 1".into())),
-            v => Ok(v.map(f64::from)),
-        }
-    };
-    let min_task_managers = positive(o.min_task_managers, "minTaskManagers")?.unwrap_or(1.0);
-    let max_task_managers = positive(o.max_task_managers, "maxTaskManagers")?;
-    if max_task_managers.is_some_and(|m| m < min_task_managers) {
-        return Err((
-            path("maxTaskManagers"),
-            "must be at least minTaskManagers".into(),
-        ));
-    }
-    let window = duration(o.window.as_deref(), DEFAULT_WINDOW, "window", path)?;
-    let forecast = match o.forecast {
-        None => None,
-        Some(f) => {
-            let lead = duration(
-                f.lead.as_deref(),
-                Duration::from_secs(120),
-                "forecast.lead",
-                path,
-            )?;
-            let season = duration(
-                f.season.as_deref(),
-                Duration::from_secs(86_400),
-                "forecast.season",
-                path,
-            )?;
-            if season <= lead + window {
-                return Err((
-                    path("forecast.season"),
-                    "must be longer than forecast.lead plus window".into(),
-                ));
-            }
-            Some(Forecast {
-                lead,
-                method: f.method.unwrap_or(Method::Trend),
-                season,
-            })
-        }
-    };
-    Ok(Arc::new(RequiredTaskManagers {
-        hold: restart_hold(o.restart_hold, path)?,
-        window,
-        targets: Targets {
-            utilization,
-            utilization_min,
-            utilization_max,
-            catch_up_seconds: duration(
-                o.catch_up_duration.as_deref(),
-                Duration::from_secs(600),
-                "catchUpDuration",
-                path,
-            )?
-            .as_secs_f64(),
-            restart_seconds: duration(
-                o.restart_time.as_deref(),
-                Duration::from_secs(90),
-                "restartTime",
-                path,
-            )?
-            .as_secs_f64(),
-            backlog_threshold_seconds: duration(
-                o.backlog_threshold.as_deref(),
-                Duration::from_secs(300),
-                "backlogThreshold",
-                path,
-            )?
-            .as_secs_f64(),
-            min_task_managers,
-            max_task_managers,
-            max_parallelism: positive(o.max_parallelism, "maxParallelism")?,
-        },
-        slots: positive(o.slots_per_task_manager, "slotsPerTaskManager")?,
-        forecast,
-    }))
 }
 
 impl RequiredTaskManagers {
@@ -304,108 +164,6 @@ fn by_job(groups: &[Group]) -> BTreeMap<Option<&String>, Vec<&Group>> {
         jobs.entry(g.labels.get("job_name")).or_default().push(g);
     }
     jobs
-}
-
-impl RequiredTaskManagers {
-    /// The scaling report: every input, every term per vertex, what decided.
-    fn describe(&self, r: &Report) -> String {
-        let t = &self.targets;
-        let d = |s: f64| humantime::format_duration(Duration::from_secs_f64(s)).to_string();
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "  options: window {}, targetUtilization {}, band {}–{}, catchUpDuration {}, restartTime {}, backlogThreshold {}",
-            humantime::format_duration(self.window),
-            t.utilization,
-            t.utilization_min,
-            t.utilization_max,
-            d(t.catch_up_seconds),
-            d(t.restart_seconds),
-            d(t.backlog_threshold_seconds)
-        );
-        let _ = writeln!(
-            o,
-            "  sources consume S = {:.1} records/s; backlog L = {:.0} records, growing dL/dt = {:.1} records/s",
-            r.source_rate, r.backlog, r.backlog_growth
-        );
-        let _ = writeln!(
-            o,
-            "  arrival rate R = max(0, S + dL/dt) = {:.1} records/s{}",
-            r.arrival_rate,
-            match self.forecast {
-                Some(f) if r.arrival_rate > (r.source_rate + r.backlog_growth).max(0.0) + 1e-9 =>
-                    format!(
-                        " (forecast {} ahead, {})",
-                        humantime::format_duration(f.lead),
-                        match f.method {
-                            Method::Trend => "trend",
-                            Method::Seasonal => "seasonal",
-                        }
-                    ),
-                _ => String::new(),
-            }
-        );
-        let _ = writeln!(
-            o,
-            "  TaskManagers now {}, slots per TaskManager {}{}",
-            r.current_task_managers,
-            r.slots_per_task_manager,
-            if self.slots.is_some() {
-                " (configured)"
-            } else {
-                " (subtasks / TaskManagers)"
-            }
-        );
-        for v in &r.vertices {
-            let _ = writeln!(o, "  vertex {}:", v.id);
-            let _ = writeln!(
-                o,
-                "    P = {}, busy = {:.3}, input = {:.1} records/s, true processing rate TPR = input / busy = {:.1} records/s",
-                v.parallelism, v.busy, v.input_rate, v.true_processing_rate
-            );
-            let _ = writeln!(
-                o,
-                "    target rate = {:.1} records/s, required capacity C = target/u + backlog share/catchUp + target × restart/catchUp = {:.1} records/s",
-                v.target_rate, v.required_capacity
-            );
-            let _ = writeln!(
-                o,
-                "    utilization now = {:.3}, P_req = ceil(P × C / TPR) = {}{}",
-                v.utilization,
-                v.required_parallelism,
-                v.cap
-                    .as_deref()
-                    .map(|c| format!(" (capped: {c})"))
-                    .unwrap_or_default()
-            );
-        }
-        let decision = match &r.decision {
-            Decision::Bottleneck(v) => {
-                let p = r
-                    .vertices
-                    .iter()
-                    .find(|x| &x.id == v)
-                    .map(|x| x.required_parallelism)
-                    .unwrap_or(f64::NAN);
-                format!(
-                    "bottleneck {v}: ceil({p} / {}) = {} TaskManagers",
-                    r.slots_per_task_manager,
-                    (p / r.slots_per_task_manager).ceil()
-                )
-            }
-            Decision::InsideBand => format!(
-                "the bottleneck's utilization lies inside the band {}–{}: keep {}",
-                t.utilization_min, t.utilization_max, r.current_task_managers
-            ),
-            Decision::Idle => "nothing arrives and nothing waits: the minimum".to_string(),
-        };
-        let _ = writeln!(o, "  decision: {decision}");
-        if let Some(l) = &r.limited_by {
-            let _ = writeln!(o, "  limited by: {l}");
-        }
-        let _ = writeln!(o, "  result: {} TaskManagers", r.task_managers);
-        o
-    }
 }
 
 impl SignalKind for RequiredTaskManagers {
@@ -592,91 +350,5 @@ impl SignalKind for RequiredTaskManagers {
                 "season": humantime::format_duration(f.season).to_string(),
             })),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::hold::HoldScaling;
-
-    fn parsed(yaml: &str) -> Result<Arc<dyn SignalKind>, FieldError> {
-        let m: serde_yaml::Mapping = serde_yaml::from_str(yaml).unwrap_or_default();
-        parse(m, &|f| format!("signals[0].{f}"))
-    }
-
-    #[test]
-    fn options_have_the_documented_defaults() {
-        let k = parsed("{}").unwrap();
-        let o = k.options();
-        assert_eq!(o["window"], "5m");
-        assert_eq!(o["targetUtilization"], 0.7);
-        assert_eq!(o["utilizationMin"], 0.4);
-        assert_eq!(o["utilizationMax"], 1.0);
-        assert_eq!(o["catchUpDuration"], "10m");
-        assert_eq!(o["restartTime"], "1m 30s");
-        assert_eq!(o["backlogThreshold"], "5m");
-        assert_eq!(o["minTaskManagers"], 1.0);
-        assert!(o["forecast"].is_null());
-        // The warm-up covers the window: a 5m window is never read across a restart.
-        let hold = k.hold().unwrap();
-        assert_eq!(hold.timing.warm_up, Duration::from_secs(300));
-        assert_eq!(hold.scaling, HoldScaling::Absolute);
-    }
-
-    #[test]
-    fn bad_options_name_their_field() {
-        for (yaml, field, text) in [
-            ("{targetUtilization: 1.5}", "targetUtilization", "fraction"),
-            (
-                "{utilizationMin: 0.8}",
-                "utilizationMin",
-                "targetUtilization",
-            ),
-            (
-                "{utilizationMax: 0.5}",
-                "utilizationMax",
-                "targetUtilization",
-            ),
-            ("{minTaskManagers: 0}", "minTaskManagers", "at least 1"),
-            (
-                "{minTaskManagers: 4, maxTaskManagers: 2}",
-                "maxTaskManagers",
-                "minTaskManagers",
-            ),
-            (
-                "{forecast: {lead: 2m, season: 5m}}",
-                "forecast.season",
-                "longer",
-            ),
-        ] {
-            let (path, msg) = parsed(yaml).unwrap_err();
-            assert_eq!(path, format!("signals[0].{field}"), "{yaml}");
-            assert!(msg.contains(text), "{yaml}: {msg}");
-        }
-    }
-
-    #[test]
-    fn a_forecast_adds_its_query_parts() {
-        let k = parsed("{forecast: {lead: 2m, method: seasonal, season: 1h}}").unwrap();
-        let parts = k.parts(Source::Flink, &[], "namespace, job_name");
-        let forecast = parts.iter().find(|p| p.name == FORECAST).unwrap();
-        assert!(
-            forecast.expr.contains("predict_linear("),
-            "{}",
-            forecast.expr
-        );
-        assert!(forecast.expr.contains("[5m], 120)"), "{}", forecast.expr);
-        let seasonal = parts.iter().find(|p| p.name == SEASONAL).unwrap();
-        assert!(
-            seasonal.expr.contains("[5m] offset 58m"),
-            "{}",
-            seasonal.expr
-        );
-        let plain = parsed("{}").unwrap();
-        assert!(plain
-            .parts(Source::Flink, &[], "job_name")
-            .iter()
-            .all(|p| p.name != FORECAST && p.name != SEASONAL));
     }
 }
