@@ -19,7 +19,7 @@ use crate::fixtures::exporter;
 use crate::fixtures::local_prometheus::LocalPrometheus;
 use crate::hpa::{ControllerConfig, Hpa};
 use crate::server::{self, StartOptions};
-use crate::sim::{self, oracle_task_managers, DriverConfig, FlinkJob, JobConfig, Tally, Workload};
+use crate::sim::{self, oracle_task_managers, DriverConfig, FlinkJob, Tally, Workload};
 use crate::simulate::{self, HpaFile};
 use world::LiveJob;
 
@@ -123,16 +123,8 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     }
 
     let offset = start_offset(&workload);
-    let job_config = JobConfig {
-        namespace: hpa_file.namespace.clone(),
-        job_name: hpa_file
-            .job_name
-            .clone()
-            .unwrap_or_else(|| JobConfig::default().job_name),
-        slots_per_task_manager: opts.slots_per_task_manager,
-        capacity_per_slot: opts.capacity_per_task_manager / opts.slots_per_task_manager as f64,
-        ..JobConfig::default()
-    };
+    let job_config =
+        hpa_file.job_config(opts.slots_per_task_manager, opts.capacity_per_task_manager);
     // A job sized for its load at the start, as a team would have left it.
     let start_rate = workload.rate(offset);
     let initial = (oracle_task_managers(start_rate, opts.capacity_per_task_manager) as i32).clamp(

@@ -56,6 +56,22 @@ fn selector_of(s: Option<&LabelSelector>) -> Result<Selector, String> {
 }
 
 impl HpaFile {
+    /// The simulated job this HPA scales: the job its metrics select, in its namespace, with
+    /// `slots` per TaskManager and `capacity` records/s per TaskManager.
+    pub fn job_config(&self, slots: usize, capacity: f64) -> crate::sim::JobConfig {
+        let defaults = crate::sim::JobConfig::default();
+        crate::sim::JobConfig {
+            namespace: self.namespace.clone(),
+            job_name: self
+                .job_name
+                .clone()
+                .unwrap_or_else(|| defaults.job_name.clone()),
+            slots_per_task_manager: slots,
+            capacity_per_slot: capacity / slots as f64,
+            ..defaults
+        }
+    }
+
     pub fn parse(text: &str, path: &str) -> Result<Self, SimulateError> {
         let err = |message: String| SimulateError::Hpa {
             path: path.to_string(),

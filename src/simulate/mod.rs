@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::fixtures::exporter::Series;
 use crate::hpa::{ControllerConfig, Hpa};
 use crate::signals::Signals;
-use crate::sim::{self, DriverConfig, FlinkJob, JobConfig, Row, Workload};
+use crate::sim::{self, DriverConfig, FlinkJob, Row, Workload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
@@ -153,16 +153,8 @@ pub fn run(opts: &SimulateOptions) -> Result<Simulation, SimulateError> {
         ));
     }
     let workload = load_workload(&opts.workload, opts.period_seconds, opts.peak)?;
-    let job_config = JobConfig {
-        namespace: hpa_file.namespace.clone(),
-        job_name: hpa_file
-            .job_name
-            .clone()
-            .unwrap_or_else(|| JobConfig::default().job_name),
-        slots_per_task_manager: opts.slots_per_task_manager,
-        capacity_per_slot: opts.capacity_per_task_manager / opts.slots_per_task_manager as f64,
-        ..JobConfig::default()
-    };
+    let job_config =
+        hpa_file.job_config(opts.slots_per_task_manager, opts.capacity_per_task_manager);
     let start_unix = job_config.start_unix_ms as f64 / 1000.0;
     let mut job = FlinkJob::new(job_config, hpa_file.spec.min_replicas.max(1) as usize);
     let mut hpa = Hpa::new(hpa_file.spec.clone(), ControllerConfig::default());
