@@ -22,9 +22,13 @@
 //! - [`pods`] resolves `pods/*` selectors through the Kubernetes API, reached as
 //!   [`kubeconfig`] chooses; [`metrics`] is the server's own `/metrics`; [`logging`] sets up
 //!   the log format.
-//! - [`hpa`] models the HPA controller and [`sim`] steps a simulated Flink job against it.
-//! - [`fixtures`] are real parts for tests, the demo ([`demo`]) and the simulator: a
-//!   synthetic Flink exporter and a local Prometheus.
+//! - [`hpa`] models the HPA controller and [`sim`] steps a simulated Flink job against it;
+//!   [`simulate`] runs that offline (`simulate`, and `replay` over Prometheus history) and
+//!   [`demo`] on the wall clock against a real Prometheus and this server.
+//! - [`keda`] serves the same signals to KEDA as an external scaler over gRPC; [`adapter`]
+//!   converts a prometheus-adapter configuration into `signals:` entries.
+//! - [`fixtures`] are real parts for tests, the demo and the simulator: a synthetic Flink
+//!   exporter and a local Prometheus.
 //!
 //! **To add a signal kind:** a module in `src/signals/kinds/` (one file, or a folder once it
 //! grows, as `required_taskmanagers/`); in `src/signals/kinds/mod.rs` its `mod` line, its

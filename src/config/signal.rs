@@ -18,11 +18,22 @@ pub(super) fn from_section(value: serde_yaml::Value, i: usize) -> Result<SignalS
         return Err((f(""), "expected a mapping with name and type".into()));
     };
     let kind = match m.remove("type") {
-        None => return Err((
-            f("type"),
-            "required: one of flinkBusyTimeMax, flinkKafkaLagRecords, flinkKafkaLagSeconds, pravegaStreamSegments, flinkTaskManagerBusyTime, promql".to_string(),
-        )),
-        Some(t) => serde_yaml::from_value::<SignalType>(t).map_err(|e| (f("type"), e.to_string()))?,
+        None => {
+            return Err((
+                f("type"),
+                format!(
+                    "required: one of {}",
+                    crate::signals::kinds::REGISTRY
+                        .iter()
+                        .map(|e| e.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+        Some(t) => {
+            serde_yaml::from_value::<SignalType>(t).map_err(|e| (f("type"), e.to_string()))?
+        }
     };
     // Split the fields every signal has from the kind's own.
     let mut common = serde_yaml::Mapping::new();

@@ -90,3 +90,16 @@ fn unknown_fields_and_types_are_refused_with_their_path() {
         "{e}"
     );
 }
+
+#[test]
+fn a_signal_without_type_is_told_every_kind() {
+    let e = err("signals:\n  - name: x\n");
+    for kind in [
+        "flinkRequiredTaskManagers",
+        "flinkKafkaLagGrowth",
+        "flinkBusyTimeMax",
+        "promql",
+    ] {
+        assert!(e.contains(kind), "{kind} not in {e}");
+    }
+}
