@@ -31,14 +31,21 @@ impl Signals {
             .hold()
             .filter(|_| planned.source == Source::Flink);
         let state_query = hold.map(|_| job_state::query(spec));
-        let fetched = self.fetch(&spec.name, planned.query.clone(), mode).await;
+        let fetched = self
+            .fetch(
+                &spec.name,
+                planned.query.clone(),
+                planned.sharding.clone(),
+                mode,
+            )
+            .await;
         // The job's state must be at least as new as the data it qualifies: the two are cached
         // apart, and data from a restart read next to the state from before it would pass for
         // a running job's (a restart spike stored as the value to hold).
         let since = fetched.as_ref().ok().map(|f| f.fetched_at);
         let state = match &state_query {
             Some(q) => Some(
-                self.fetch_since("flink_job_state", q.clone(), mode, since)
+                self.fetch_since("flink_job_state", q.clone(), None, mode, since)
                     .await,
             ),
             None => None,

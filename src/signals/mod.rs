@@ -20,6 +20,7 @@ pub mod plan;
 mod planner;
 mod request;
 mod shape;
+mod shard;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
