@@ -50,6 +50,11 @@ impl Signals {
             ),
             None => None,
         };
+        let state_at = match &state {
+            None => Ok(None),
+            Some(Ok(s)) => Ok(Some(s.fetched_at)),
+            Some(Err(_)) => Err(()),
+        };
         let fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
@@ -101,6 +106,22 @@ impl Signals {
             .then(|| spec.handler.explain(&input))
             .flatten();
         let mut computed = spec.handler.compute(&input);
+        let until = match (self.refresh_interval(), state_at) {
+            (Some(refresh), Ok(state_at))
+                if mode == Mode::Serve
+                    && computed.is_ok()
+                    && jobs.restarting.is_empty()
+                    && !planned.query.keep_samples
+                    && planned.keep_objects.is_none()
+                    && spec.handler.remember_for().is_none() =>
+            {
+                let snapshots: Vec<_> = std::iter::once(fetched.fetched_at)
+                    .chain(state_at)
+                    .collect();
+                super::current::until(refresh, &snapshots, &groups, spec.max_age, now)
+            }
+            _ => None,
+        };
         if let Some(h) = hold {
             if jobs.view == super::kinds::JobView::Unknown
                 && self.jobs.warn_missing(&spec.name, &req.key())
@@ -129,6 +150,7 @@ impl Signals {
             warnings: fetched.warnings.clone(),
             explanation,
             result: finish(spec, computed, req, now),
+            until,
         }
     }
 
