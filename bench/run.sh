@@ -29,9 +29,12 @@ if [ -z "$OHA" ]; then
   OHA="$HOME/.local/bin/oha"
 fi
 
-cargo build --release --bins --examples 2>&1 | tail -n 1
-BIN=target/release/flink-hpa-bridge
-BENCH=target/release/examples/bench
+# BIN=path/to/flink-hpa-bridge measures another build (an older commit's) with this script.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --bins --examples 2>&1 | tail -n 1
+fi
+BIN=${BIN:-target/release/flink-hpa-bridge}
+BENCH=${BENCH:-target/release/examples/bench}
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 echo "versions: $($BIN --version), $(prometheus --version 2>&1 | head -n1), $(nginx -v 2>&1), $($OHA --version)"
@@ -58,20 +61,22 @@ PIDS+=($SERVER_PID)
 $BIN serve --config "$OUT/uncached.yaml" --prometheus-url "$PROM" --bind-address 127.0.0.1 --secure-port 18444 2>"$OUT/uncached.log" &
 PIDS+=($!)
 
-# The floor: nginx serving the same bodies as static files over HTTPS with keep-alive.
+# The floor: nginx serving the same bodies as static files over HTTPS with keep-alive, with
+# one worker process (the floor the targets name) and with one per core (`auto`).
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
   -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
-cat >"$OUT/nginx.conf" <<EOF
-worker_processes auto;
-pid $OUT/nginx.pid;
-error_log $OUT/nginx-error.log;
+nginx_conf() { # name workers port
+  cat >"$OUT/nginx-$1.conf" <<EOF
+worker_processes $2;
+pid $OUT/nginx-$1.pid;
+error_log $OUT/nginx-$1-error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
   default_type application/json;
   keepalive_requests 1000000;
   server {
-    listen 127.0.0.1:18445 ssl;
+    listen 127.0.0.1:$3 ssl;
     ssl_certificate $OUT/cert.pem;
     ssl_certificate_key $OUT/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -79,12 +84,16 @@ http {
   }
 }
 EOF
-nginx -c "$OUT/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+  nginx -c "$OUT/nginx-$1.conf" -g 'daemon off;' &
+  PIDS+=($!)
+}
+nginx_conf one 1 18445
+nginx_conf auto auto 18449
 
 S=https://127.0.0.1:18443
 U=https://127.0.0.1:18444
 N=https://127.0.0.1:18445
+NA=https://127.0.0.1:18449
 DISCOVERY=/apis/external.metrics.k8s.io/v1beta1
 EXTERNAL="/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-7"
 PODS="/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/*/flink_taskmanager_busy_time?labelSelector=app%3Dflink%2Ccomponent%3Dtaskmanager"
@@ -117,6 +126,7 @@ load discovery-ours "$S$DISCOVERY" -c 32
 load discovery-nginx "$N/discovery.json" -c 32
 load external-cached-ours "$S$EXTERNAL" -c 32
 load external-nginx "$N/external.json" -c 32
+load external-nginx-auto "$NA/external.json" -c 32
 load external-uncached-ours "$U$EXTERNAL" -c 32
 load pods-200-ours "$S$PODS" -c 32
 load pods-200-nginx "$N/pods.json" -c 32
@@ -130,8 +140,8 @@ python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 rps = lambda n: json.load(open(f"{out}/{n}.json"))["summary"]["requestsPerSec"]
-for ours, floor in [("discovery-ours", "discovery-nginx"), ("external-cached-ours", "external-nginx"), ("pods-200-ours", "pods-200-nginx")]:
-    print(f"throughput ratio nginx/ours {ours:<24} {rps(floor)/rps(ours):.2f}x")
+for ours, floor in [("discovery-ours", "discovery-nginx"), ("external-cached-ours", "external-nginx"), ("external-cached-ours", "external-nginx-auto"), ("pods-200-ours", "pods-200-nginx")]:
+    print(f"throughput ours/{floor:<20} {ours:<22} {rps(ours)/rps(floor):.2f}x")
 PY
 
 # The servers above keep refreshing what they were asked for; stop them so that Prometheus'

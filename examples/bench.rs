@@ -6,6 +6,8 @@
 //! - `hpas`: N simulated HPAs polling a signal; counts the queries Prometheus served.
 //! - `keys`: requests with N distinct selectors, then the server's resident memory.
 //! - `soak`: mixed valid and invalid requests while Prometheus is killed and restarted.
+//! - `platform`: the scale benchmark's synthetic platform (`bench/scale.sh`) and a real
+//!   Prometheus scraping it; writes the Prometheus URL to a file and runs until killed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -396,6 +398,36 @@ async fn soak(args: &[String]) {
     prom.stop().await;
 }
 
+async fn platform(args: &[String]) {
+    use flink_hpa_bridge::fixtures::platform;
+    let jobs = num(args, "--jobs", 10) as usize;
+    let shards = num(args, "--shards", 4).max(1) as usize;
+    let scrape = Duration::from_secs(num(args, "--scrape-seconds", 15));
+    let out =
+        PathBuf::from(arg(args, "--out").unwrap_or_else(|| "/tmp/bench-prometheus-url".into()));
+    let mut targets = Vec::new();
+    let mut total = 0;
+    for shard in 0..shards {
+        let (body, series) = platform::shard_text(jobs, shard, shards);
+        total += series;
+        eprintln!("shard {shard}: {series} series, {} bytes", body.len());
+        targets.push(platform::spawn(body).await.expect("exporter"));
+    }
+    let prom = LocalPrometheus::start(&targets, scrape)
+        .await
+        .expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(120))
+        .await
+        .expect("first scrape");
+    std::fs::write(&out, &prom.url).expect("write url");
+    eprintln!(
+        "prometheus {} scraping {total} series of {jobs} jobs from {shards} exporters",
+        prom.url
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    prom.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -405,6 +437,9 @@ async fn main() {
         Some("hpas") => hpas(&args).await,
         Some("keys") => keys(&args).await,
         Some("soak") => soak(&args).await,
-        _ => eprintln!("usage: bench env|ready|hpas|keys [options] (see bench/run.sh)"),
+        Some("platform") => platform(&args).await,
+        _ => eprintln!(
+            "usage: bench env|ready|hpas|keys|soak|platform [options] (see bench/run.sh, bench/scale.sh)"
+        ),
     }
 }

@@ -58,6 +58,10 @@ impl<V: Send + Sync + 'static> Cache<V> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn refresh_interval(&self) -> Duration {
+        self.settings.refresh_interval
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

@@ -285,6 +285,7 @@ impl Default for Config {
                 insecure_skip_tls_verify: false,
                 headers: BTreeMap::new(),
                 accept_warnings: false,
+                max_series: crate::prometheus::MAX_SERIES,
             },
             server: ServerSettings {
                 secure_port: DEFAULT_SECURE_PORT,

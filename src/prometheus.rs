@@ -36,7 +36,7 @@ pub enum PromError {
 /// Largest answer read from Prometheus: a query that returns more is a configuration mistake,
 /// not something to hold in memory.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
-/// Most series one query may return.
+/// Most series one query may return, unless `prometheus.maxSeries` says otherwise.
 pub const MAX_SERIES: usize = 100_000;
 
 impl PromError {
@@ -92,6 +92,7 @@ pub struct Client {
     timeout: Duration,
     token_file: Option<PathBuf>,
     accept_warnings: bool,
+    max_series: usize,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +176,7 @@ impl Client {
             timeout: settings.timeout,
             token_file: settings.bearer_token_file.clone(),
             accept_warnings: settings.accept_warnings,
+            max_series: settings.max_series,
         })
     }
 
@@ -208,8 +210,8 @@ impl Client {
             "vector" => {
                 let items: Vec<VectorItem> = serde_json::from_value(data.result)
                     .map_err(|e| PromError::Decode(e.to_string()))?;
-                if items.len() > MAX_SERIES {
-                    return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
+                if items.len() > self.max_series {
+                    return Err(PromError::TooManySeries(items.len(), self.max_series));
                 }
                 items
                     .into_iter()
@@ -265,8 +267,8 @@ impl Client {
         }
         let items: Vec<MatrixItem> =
             serde_json::from_value(data.result).map_err(|e| PromError::Decode(e.to_string()))?;
-        if items.len() > MAX_SERIES {
-            return Err(PromError::TooManySeries(items.len(), MAX_SERIES));
+        if items.len() > self.max_series {
+            return Err(PromError::TooManySeries(items.len(), self.max_series));
         }
         let series = items
             .into_iter()

@@ -152,6 +152,14 @@ impl PartialEq for Shared {
 
 impl Eq for Shared {}
 
+/// Values, and until when asking again would give the same answer: `None` when that cannot
+/// be promised (no cache, a job restarting, data that depends on the moment it is read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current<T> {
+    pub values: T,
+    pub until: Option<std::time::Instant>,
+}
+
 #[async_trait]
 pub trait MetricsProvider: Send + Sync + 'static {
     /// Every metric served, for discovery. Must be cheap: discovery is an availability probe.
@@ -160,4 +168,26 @@ pub trait MetricsProvider: Send + Sync + 'static {
     async fn external(&self, req: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError>;
 
     async fn custom(&self, req: &CustomRequest) -> Result<Vec<CustomValue>, MetricError>;
+
+    /// [`MetricsProvider::external`], with how long the answer holds.
+    async fn external_current(
+        &self,
+        req: &ExternalRequest,
+    ) -> Result<Current<Vec<ExternalValue>>, MetricError> {
+        self.external(req).await.map(|values| Current {
+            values,
+            until: None,
+        })
+    }
+
+    /// [`MetricsProvider::custom`], with how long the answer holds.
+    async fn custom_current(
+        &self,
+        req: &CustomRequest,
+    ) -> Result<Current<Vec<CustomValue>>, MetricError> {
+        self.custom(req).await.map(|values| Current {
+            values,
+            until: None,
+        })
+    }
 }

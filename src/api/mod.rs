@@ -4,6 +4,7 @@
 //! request into a typed [`CustomRequest`](crate::provider::CustomRequest) or
 //! [`ExternalRequest`](crate::provider::ExternalRequest); [`wire`] is the JSON shapes.
 
+pub mod answers;
 pub mod extract;
 pub mod layers;
 pub mod wire;
@@ -11,7 +12,7 @@ pub mod wire;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +22,7 @@ use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::provider::{MetricsProvider, ObjectName};
 use crate::status::ApiError;
+use answers::{AnswerKey, Answers, Kept};
 use extract::{check_custom_version, check_external_version, CustomMetric, ExternalMetric};
 pub use layers::Limits;
 use wire::{json_response, CUSTOM_GROUP, EXTERNAL_GROUP};
@@ -31,6 +33,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<Auth>,
+    /// Serialized answers served again while the provider vouches for them.
+    pub answers: Arc<Answers>,
 }
 
 impl AppState {
@@ -40,8 +44,48 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             metrics,
             auth,
+            answers: Arc::new(Answers::default()),
         }
     }
+
+    /// A kept answer counts among the served values' ages as it did when first computed.
+    fn observe_ages(&self, timestamps: &[f64]) {
+        let now = crate::signals::now_unix();
+        for t in timestamps {
+            self.metrics.served_value_age.observe((now - t).max(0.0));
+        }
+    }
+
+    /// `body` as the answer; kept for `key` when the provider says until when it holds.
+    fn answer<T: serde::Serialize>(
+        &self,
+        key: AnswerKey,
+        until: Option<std::time::Instant>,
+        body: &T,
+        timestamps: impl Iterator<Item = f64>,
+    ) -> Response {
+        let Some(until) = until else {
+            return json_response(StatusCode::OK, body);
+        };
+        let bytes = axum::body::Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        if !bytes.is_empty() {
+            let kept = Kept {
+                body: bytes.clone(),
+                timestamps: timestamps.collect(),
+            };
+            self.answers.put(key, kept, until);
+        }
+        json_bytes(bytes)
+    }
+}
+
+fn json_bytes(body: axum::body::Bytes) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -167,20 +211,34 @@ async fn external_discovery(
 
 async fn external_metric(
     State(state): State<AppState>,
-    ExternalMetric(req): ExternalMetric,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let values = state.provider.external(&req).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &wire::external_list(&req.metric, &values)?,
-    ))
+    let (mut parts, _) = request.into_parts();
+    let key = state.answers.key(&parts.uri);
+    if let Some(kept) = state.answers.get(key) {
+        state.observe_ages(&kept.timestamps);
+        return Ok(json_bytes(kept.body));
+    }
+    let ExternalMetric(req) = ExternalMetric::from_request_parts(&mut parts, &()).await?;
+    let current = state.provider.external_current(&req).await?;
+    let body = wire::external_list(&req.metric, &current.values)?;
+    let timestamps = current.values.iter().map(|v| v.timestamp);
+    Ok(state.answer(key, current.until, &body, timestamps))
 }
 
 async fn custom_metric(
     State(state): State<AppState>,
-    CustomMetric { version, req }: CustomMetric,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let values = state.provider.custom(&req).await?;
+    let (mut parts, _) = request.into_parts();
+    let key = state.answers.key(&parts.uri);
+    if let Some(kept) = state.answers.get(key) {
+        state.observe_ages(&kept.timestamps);
+        return Ok(json_bytes(kept.body));
+    }
+    let CustomMetric { version, req } = CustomMetric::from_request_parts(&mut parts, &()).await?;
+    let current = state.provider.custom_current(&req).await?;
+    let values = &current.values;
     if let ObjectName::Named(n) = &req.name {
         // The HPA requires exactly one value for an Object metric.
         if values.len() != 1 {
@@ -192,13 +250,8 @@ async fn custom_metric(
             )));
         }
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &wire::custom_list(
-            &version,
-            &req.metric,
-            &wire::label_selector(&req.metric_selector),
-            &values,
-        )?,
-    ))
+    let selector = wire::label_selector(&req.metric_selector);
+    let body = wire::custom_list(&version, &req.metric, &selector, values)?;
+    let timestamps = values.iter().map(|v| v.timestamp);
+    Ok(state.answer(key, current.until, &body, timestamps))
 }

@@ -23,6 +23,7 @@ pub struct PrometheusSection {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub accept_warnings: Option<bool>,
+    pub max_series: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +69,9 @@ pub struct PrometheusSettings {
     pub headers: BTreeMap<String, String>,
     /// Use answers that carry warnings (possibly partial) instead of refusing them.
     pub accept_warnings: bool,
+    /// Most series one answer may hold; a grouped query that would return more is sent in
+    /// shards (by job or namespace) instead.
+    pub max_series: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +132,15 @@ pub(super) fn apply_prometheus(
     out.ca_file = p.ca_file;
     out.insecure_skip_tls_verify = p.insecure_skip_tls_verify.unwrap_or(false);
     out.accept_warnings = p.accept_warnings.unwrap_or(false);
+    if let Some(n) = p.max_series {
+        if n == 0 {
+            return Err(invalid(
+                "prometheus.maxSeries".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        out.max_series = n;
+    }
     Ok(())
 }
 

@@ -31,17 +31,29 @@ impl Signals {
             .hold()
             .filter(|_| planned.source == Source::Flink);
         let state_query = hold.map(|_| job_state::query(spec));
-        let fetched = self.fetch(&spec.name, planned.query.clone(), mode).await;
+        let fetched = self
+            .fetch(
+                &spec.name,
+                planned.query.clone(),
+                planned.sharding.clone(),
+                mode,
+            )
+            .await;
         // The job's state must be at least as new as the data it qualifies: the two are cached
         // apart, and data from a restart read next to the state from before it would pass for
         // a running job's (a restart spike stored as the value to hold).
         let since = fetched.as_ref().ok().map(|f| f.fetched_at);
         let state = match &state_query {
             Some(q) => Some(
-                self.fetch_since("flink_job_state", q.clone(), mode, since)
+                self.fetch_since("flink_job_state", q.clone(), None, mode, since)
                     .await,
             ),
             None => None,
+        };
+        let state_at = match &state {
+            None => Ok(None),
+            Some(Ok(s)) => Ok(Some(s.fetched_at)),
+            Some(Err(_)) => Err(()),
         };
         let fetched = match fetched {
             Ok(f) => f,
@@ -94,6 +106,22 @@ impl Signals {
             .then(|| spec.handler.explain(&input))
             .flatten();
         let mut computed = spec.handler.compute(&input);
+        let until = match (self.refresh_interval(), state_at) {
+            (Some(refresh), Ok(state_at))
+                if mode == Mode::Serve
+                    && computed.is_ok()
+                    && jobs.restarting.is_empty()
+                    && !planned.query.keep_samples
+                    && planned.keep_objects.is_none()
+                    && spec.handler.remember_for().is_none() =>
+            {
+                let snapshots: Vec<_> = std::iter::once(fetched.fetched_at)
+                    .chain(state_at)
+                    .collect();
+                super::current::until(refresh, &snapshots, &groups, spec.max_age, now)
+            }
+            _ => None,
+        };
         if let Some(h) = hold {
             if jobs.view == super::kinds::JobView::Unknown
                 && self.jobs.warn_missing(&spec.name, &req.key())
@@ -122,6 +150,7 @@ impl Signals {
             warnings: fetched.warnings.clone(),
             explanation,
             result: finish(spec, computed, req, now),
+            until,
         }
     }
 

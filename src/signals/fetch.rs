@@ -1,5 +1,6 @@
 //! Sending a query plan to the backend, through the value cache, with one retry.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,12 @@ use futures::FutureExt;
 use crate::backend::QueryBackend;
 use crate::cache::Fetch;
 use crate::metrics::Metrics;
-use crate::prometheus::{PromError, Sample};
+use crate::prometheus::{PromError, QueryResult, Sample};
 use crate::provider::{MetricError, Shared};
 
 use super::plan::{Group, QuerySpec};
 use super::request::Mode;
+use super::shard::{self, Sharding};
 use super::Signals;
 
 /// One backend answer, grouped.
@@ -37,8 +39,14 @@ impl Fetched {
 pub type Outcome = Result<Arc<Fetched>, MetricError>;
 
 impl Signals {
-    pub(super) async fn fetch(&self, signal: &str, spec: QuerySpec, mode: Mode) -> Outcome {
-        self.fetch_since(signal, spec, mode, None).await
+    pub(super) async fn fetch(
+        &self,
+        signal: &str,
+        spec: QuerySpec,
+        sharding: Option<Sharding>,
+        mode: Mode,
+    ) -> Outcome {
+        self.fetch_since(signal, spec, sharding, mode, None).await
     }
 
     /// [`Signals::fetch`] with an answer stored no earlier than `since`.
@@ -46,6 +54,7 @@ impl Signals {
         &self,
         signal: &str,
         spec: QuerySpec,
+        sharding: Option<Sharding>,
         mode: Mode,
         since: Option<Instant>,
     ) -> Outcome {
@@ -62,6 +71,10 @@ impl Signals {
             }
             let spec = Arc::new(shape);
             let promql = promql.clone();
+            let shards = Arc::new(Shards {
+                sharding: sharding.clone(),
+                cap: AtomicUsize::new(0),
+            });
             Arc::new(move || {
                 run_query(
                     backend.clone(),
@@ -69,6 +82,7 @@ impl Signals {
                     signal.clone(),
                     spec.clone(),
                     promql.clone(),
+                    shards.clone(),
                 )
                 .boxed()
             })
@@ -86,10 +100,11 @@ async fn run_query(
     signal: Arc<str>,
     spec: Arc<QuerySpec>,
     promql: Arc<str>,
+    shards: Arc<Shards>,
 ) -> Outcome {
     let signal: &str = &signal;
     let started = Instant::now();
-    let mut result = backend.instant(&promql, None).await;
+    let mut result = shards.send(&*backend, &promql).await;
     // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
     // restarting answers again within seconds. Never after a timeout (the budget is spent),
     // and single flight means one retry per query, however many HPAs wait for it.
@@ -99,7 +114,7 @@ async fn run_query(
             .map(|d| d.subsec_nanos() % 200)
             .unwrap_or(100);
         tokio::time::sleep(Duration::from_millis(100 + u64::from(jitter))).await;
-        result = backend.instant(&promql, None).await;
+        result = shards.send(&*backend, &promql).await;
     }
     metrics
         .query_duration
@@ -138,6 +153,37 @@ async fn run_query(
         eval_time,
         fetched_at: Instant::now(),
     }))
+}
+
+/// A query's sharding, and the series cap that made it needed (0 while one answer fits).
+struct Shards {
+    sharding: Option<Sharding>,
+    cap: AtomicUsize,
+}
+
+impl Shards {
+    /// The query as one, or in shards once one answer was too large.
+    async fn send(
+        &self,
+        backend: &dyn QueryBackend,
+        promql: &str,
+    ) -> Result<QueryResult, PromError> {
+        let Some(sharding) = &self.sharding else {
+            return backend.instant(promql, None).await;
+        };
+        let cap = self.cap.load(Ordering::Relaxed);
+        if cap > 0 {
+            return shard::run(backend, sharding, cap).await;
+        }
+        match backend.instant(promql, None).await {
+            Err(PromError::TooManySeries(n, cap)) => {
+                tracing::info!(series = n, cap, label = %sharding.label, "a grouped query's answer is over the series cap: sending it in shards from now on");
+                self.cap.store(cap, Ordering::Relaxed);
+                shard::run(backend, sharding, cap).await
+            }
+            other => other,
+        }
+    }
 }
 
 fn backend_error(signal: &str, e: PromError) -> MetricError {

@@ -11,6 +11,7 @@
 //! from the one result, filtered in memory, so Prometheus' load does not grow with the number
 //! of HPAs. Other requests get a query with their selector as matchers.
 
+mod current;
 mod evaluate;
 mod fetch;
 mod job_state;
@@ -20,6 +21,7 @@ pub mod plan;
 mod planner;
 mod request;
 mod shape;
+mod shard;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use crate::config::{Api, Config, SignalSpec};
 use crate::metrics::Metrics;
 use crate::prometheus;
 use crate::provider::{
-    CustomRequest, CustomValue, ExternalRequest, ExternalValue, MetricError, MetricInfo,
+    Current, CustomRequest, CustomValue, ExternalRequest, ExternalValue, MetricError, MetricInfo,
     MetricsProvider, ObjectName,
 };
 use crate::selector::Selector;
@@ -129,6 +131,11 @@ impl Signals {
         if let Some(c) = &self.cache {
             c.spawn_refresher();
         }
+    }
+
+    /// How long a cached snapshot is served as fresh; `None` with the cache off.
+    fn refresh_interval(&self) -> Option<Duration> {
+        self.cache.as_ref().map(|c| c.refresh_interval())
     }
 
     pub fn spec(&self, name: &str) -> Option<&SignalSpec> {
@@ -258,6 +265,24 @@ impl MetricsProvider for Signals {
 
     async fn custom(&self, req: &CustomRequest) -> Result<Vec<CustomValue>, MetricError> {
         self.custom_with(req, Mode::Serve).await.0
+    }
+
+    async fn external_current(
+        &self,
+        req: &ExternalRequest,
+    ) -> Result<Current<Vec<ExternalValue>>, MetricError> {
+        let (answer, eval) = self.external_with(req, Mode::Serve).await;
+        let until = eval.and_then(|e| e.until);
+        answer.map(|values| Current { values, until })
+    }
+
+    async fn custom_current(
+        &self,
+        req: &CustomRequest,
+    ) -> Result<Current<Vec<CustomValue>>, MetricError> {
+        let (answer, eval) = self.custom_with(req, Mode::Serve).await;
+        let until = eval.and_then(|e| e.until);
+        answer.map(|values| Current { values, until })
     }
 }
 

@@ -25,6 +25,8 @@ pub(super) struct Planned {
     pub keep_objects: Option<Vec<String>>,
     /// The request as matchers, for messages.
     pub described: String,
+    /// How the grouped query splits when its answer is too large.
+    pub sharding: Option<super::shard::Sharding>,
 }
 
 pub(super) fn plan(
@@ -98,8 +100,14 @@ pub(super) fn plan(
     let keep_samples = kind.templated() || mode == Mode::Inspect;
     // The grouped query answers every request whose filters only name its labels.
     let grouped = !kind.templated() && filters.iter().all(|f| fetch_by.contains(&f.label));
+    let mut sharding = None;
     let (query, filters) = if grouped {
-        let parts = kind.parts(source, &[], &fetch_by.join(", "));
+        let by_text = fetch_by.join(", ");
+        let parts = kind.parts(source, &[], &by_text);
+        let handler = spec.handler.clone();
+        let build: super::shard::BuildParts =
+            std::sync::Arc::new(move |m: &[Matcher]| handler.parts(source, m, &by_text));
+        sharding = super::shard::Sharding::new(&fetch_by, build);
         (
             QuerySpec {
                 parts,
@@ -128,5 +136,6 @@ pub(super) fn plan(
         job_filters,
         keep_objects,
         described,
+        sharding,
     })
 }

@@ -30,6 +30,8 @@ pub struct Evaluation {
     /// In [`Mode::Inspect`]: the kind's account of its computation, if it gives one.
     pub explanation: Option<String>,
     pub result: Result<Vec<Item>, MetricError>,
+    /// Until when `result` stays what a new evaluation would give, when that can be promised.
+    pub until: Option<std::time::Instant>,
 }
 
 impl Evaluation {
@@ -42,6 +44,7 @@ impl Evaluation {
             warnings: Vec::new(),
             explanation: None,
             result: Err(e),
+            until: None,
         }
     }
 }
