@@ -271,14 +271,13 @@ pub async fn run(opts: DemoOptions, out: &mut (impl Write + Send)) -> anyhow::Re
     prom.stop().await;
 
     let summary = tally.finish(&job.lock());
-    let sine_period = matches!(workload, Workload::Sine { .. }).then_some(opts.period_seconds);
     let report = simulate::report(
         &hpa_file.spec.name,
         &opts.workload,
         summary,
         &rows,
         opts.lag_limit_seconds,
-        sine_period,
+        Some(&workload),
     );
     writeln!(out)?;
     simulate::write_outputs(

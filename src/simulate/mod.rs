@@ -186,14 +186,13 @@ pub fn run(opts: &SimulateOptions) -> Result<Simulation, SimulateError> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let sine_period = matches!(workload, Workload::Sine { .. }).then_some(opts.period_seconds);
     let report = report(
         &hpa_file.spec.name,
         &opts.workload,
         summary,
         &rows,
         opts.lag_limit_seconds,
-        sine_period,
+        Some(&workload),
     );
     Ok(Simulation {
         rows,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{plot, SimulateError};
 use crate::hpa::controller::Reading;
-use crate::sim::{Row, Summary};
+use crate::sim::{Row, Summary, Workload};
 
 /// What `summary.json` holds: the driver's summary and how it compares.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,9 +32,13 @@ pub fn report(
     summary: Summary,
     rows: &[Row],
     lag_limit_seconds: f64,
-    sine_period: Option<f64>,
+    load: Option<&Workload>,
 ) -> Report {
-    let half_cycles = sine_period.map(|p| summary.duration_seconds / (p / 2.0));
+    // Half-cycles are counted for a sine only: other workloads have no cycle.
+    let half_cycles = match load {
+        Some(Workload::Sine { period, .. }) => Some(summary.duration_seconds / (period / 2.0)),
+        _ => None,
+    };
     Report {
         hpa: hpa.to_string(),
         workload: workload.to_string(),
