@@ -142,7 +142,7 @@ if refreshes:
           f"(total {cpu1 - cpu0:.2f} s); query wall time per refresh {(d1 - d0) / refreshes * 1000:.0f} ms")
 print(f"server memory: {rss0:.1f} MiB fresh, {rss1:.1f} MiB now, peak {hwm:.1f} MiB")
 PY
-  grep -ci "shard" "$OUT/server-$jobs.log" | xargs -I{} echo "server log lines about sharding: {}"
+  echo "server log lines about sharding: $(grep -ci shard "$OUT/server-$jobs.log" || true)"
   kill $SERVER $PLATFORM 2>/dev/null || true
   wait $SERVER $PLATFORM 2>/dev/null || true
 done

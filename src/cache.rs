@@ -6,8 +6,16 @@
 //! refresh runs; entries requested recently are refreshed in the background so the next
 //! poll finds them fresh. Entries not requested for `idle_after` are dropped, and the cache
 //! never holds more than `max_entries`.
+//!
+//! The map holds two independent 64-bit hashes of the text (randomly keyed, so a client cannot
+//! aim for a collision), not the text: the text lives once, in the entry's fetch. Background
+//! refreshes run at most `max_refreshes` at a time: thousands of entries falling due in the
+//! same second would otherwise open as many connections to Prometheus, which runs only
+//! `--query.max-concurrency` (20) queries at once and queues the rest, and hold every answer
+//! in memory at once. A request that finds no usable value does not wait for that limit.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,7 +28,12 @@ pub struct CacheSettings {
     pub refresh_interval: Duration,
     pub max_entries: usize,
     pub idle_after: Duration,
+    /// Most background refreshes running at once.
+    pub max_refreshes: usize,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u64, u64);
 
 pub type Fetch<V> = Arc<dyn Fn() -> BoxFuture<'static, V> + Send + Sync>;
 type InFlight<V> = Shared<BoxFuture<'static, Arc<V>>>;
@@ -33,7 +46,9 @@ struct Entry<V> {
 }
 
 pub struct Cache<V> {
-    entries: Mutex<HashMap<Arc<str>, Entry<V>>>,
+    entries: Mutex<HashMap<Key, Entry<V>>>,
+    hashers: (RandomState, RandomState),
+    refreshes: Arc<tokio::sync::Semaphore>,
     settings: CacheSettings,
     metrics: Arc<Metrics>,
     /// What a fetch that panicked yields, so waiters get an answer.
@@ -48,13 +63,19 @@ impl<V: Send + Sync + 'static> Cache<V> {
     ) -> Arc<Self> {
         Arc::new(Self {
             entries: Mutex::new(HashMap::new()),
+            hashers: (RandomState::new(), RandomState::new()),
+            refreshes: Arc::new(tokio::sync::Semaphore::new(settings.max_refreshes.max(1))),
             settings,
             metrics,
             on_panic,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry<V>>> {
+    fn key(&self, text: &str) -> Key {
+        Key(self.hashers.0.hash_one(text), self.hashers.1.hash_one(text))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry<V>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -71,12 +92,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// The value for `key`, fetching it with `make_fetch()` when there is none fresh enough.
-    /// The key is shared, not copied: entries are counted in thousands.
-    pub async fn get(
-        self: &Arc<Self>,
-        key: &Arc<str>,
-        make_fetch: impl FnOnce() -> Fetch<V>,
-    ) -> Arc<V> {
+    pub async fn get(self: &Arc<Self>, key: &str, make_fetch: impl FnOnce() -> Fetch<V>) -> Arc<V> {
         self.get_since(key, make_fetch, None).await
     }
 
@@ -85,17 +101,18 @@ impl<V: Send + Sync + 'static> Cache<V> {
     /// again, or taken from a fetch already under way.
     pub async fn get_since(
         self: &Arc<Self>,
-        key: &Arc<str>,
+        key: &str,
         make_fetch: impl FnOnce() -> Fetch<V>,
         since: Option<Instant>,
     ) -> Arc<V> {
         let refresh = self.settings.refresh_interval;
+        let key = self.key(key);
         let waiting = {
             let mut entries = self.lock();
-            if !entries.contains_key(&**key) {
+            if !entries.contains_key(&key) {
                 self.make_room(&mut entries);
                 entries.insert(
-                    key.clone(),
+                    key,
                     Entry {
                         value: None,
                         in_flight: None,
@@ -105,7 +122,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 );
                 self.metrics.cache_entries.set(entries.len() as i64);
             }
-            let Some(entry) = entries.get_mut(&**key) else {
+            let Some(entry) = entries.get_mut(&key) else {
                 return Arc::new((self.on_panic)("cache entry vanished".into()));
             };
             entry.last_access = Instant::now();
@@ -125,7 +142,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                         .inc();
                     let v = v.clone();
                     if entry.in_flight.is_none() {
-                        entry.in_flight = Some(self.start(key, entry.fetch.clone()));
+                        entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
                     }
                     return v;
                 }
@@ -137,7 +154,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     match &entry.in_flight {
                         Some(f) => f.clone(),
                         None => {
-                            let f = self.start(key, entry.fetch.clone());
+                            let f = self.start(key, entry.fetch.clone(), false);
                             entry.in_flight = Some(f.clone());
                             f
                         }
@@ -150,12 +167,18 @@ impl<V: Send + Sync + 'static> Cache<V> {
 
     /// Runs `fetch` on its own task, which stores the result whether or not anyone waits for
     /// it, so a caller that gives up does not cancel it for the others and a background or
-    /// stale-while-refresh fetch lands in the cache.
-    fn start(self: &Arc<Self>, key: &Arc<str>, fetch: Fetch<V>) -> InFlight<V> {
+    /// stale-while-refresh fetch lands in the cache. A `background` fetch first waits its turn
+    /// among the refreshes.
+    fn start(self: &Arc<Self>, key: Key, fetch: Fetch<V>, background: bool) -> InFlight<V> {
         let weak: Weak<Self> = Arc::downgrade(self);
-        let key = key.clone();
         let on_panic = self.on_panic;
+        let refreshes = background.then(|| self.refreshes.clone());
         let task = tokio::spawn(async move {
+            // The semaphore is never closed; were it, the refresh would just run unbounded.
+            let _turn = match refreshes {
+                Some(r) => r.acquire_owned().await.ok(),
+                None => None,
+            };
             let value = Arc::new(
                 match std::panic::AssertUnwindSafe(fetch()).catch_unwind().await {
                     Ok(v) => v,
@@ -164,7 +187,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
             );
             if let Some(cache) = weak.upgrade() {
                 let mut entries = cache.lock();
-                if let Some(entry) = entries.get_mut(&*key) {
+                if let Some(entry) = entries.get_mut(&key) {
                     entry.value = Some((value.clone(), Instant::now()));
                     entry.in_flight = None;
                 }
@@ -182,13 +205,13 @@ impl<V: Send + Sync + 'static> Cache<V> {
     }
 
     /// Evicts the least recently requested entry when the cache is full.
-    fn make_room(&self, entries: &mut HashMap<Arc<str>, Entry<V>>) {
+    fn make_room(&self, entries: &mut HashMap<Key, Entry<V>>) {
         while entries.len() >= self.settings.max_entries.max(1) {
             let oldest = entries
                 .iter()
                 .filter(|(_, e)| e.in_flight.is_none())
                 .min_by_key(|(_, e)| e.last_access)
-                .map(|(k, _)| k.clone());
+                .map(|(k, _)| *k);
             match oldest {
                 Some(k) => {
                     entries.remove(&k);
@@ -211,7 +234,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         if evicted > 0 {
             self.metrics.cache_evictions.inc_by(evicted as u64);
         }
-        let due: Vec<Arc<str>> = entries
+        let due: Vec<Key> = entries
             .iter()
             .filter(|(_, e)| e.in_flight.is_none())
             .filter(|(_, e)| {
@@ -219,11 +242,11 @@ impl<V: Send + Sync + 'static> Cache<V> {
                     .as_ref()
                     .is_none_or(|(_, at)| at.elapsed() >= refresh)
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         for key in due {
-            if let Some(entry) = entries.get_mut(&*key) {
-                entry.in_flight = Some(self.start(&key, entry.fetch.clone()));
+            if let Some(entry) = entries.get_mut(&key) {
+                entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
             }
         }
         self.metrics.cache_entries.set(entries.len() as i64);
@@ -270,6 +293,7 @@ mod tests {
                 refresh_interval: Duration::from_millis(refresh_ms),
                 max_entries: max,
                 idle_after: Duration::from_millis(refresh_ms * 10),
+                max_refreshes: 2,
             },
             Metrics::new(),
             |_| 0,
@@ -285,10 +309,8 @@ mod tests {
             let c = c.clone();
             let calls = calls.clone();
             handles.push(tokio::spawn(async move {
-                *c.get(&Arc::from("q"), || {
-                    counting_fetch(calls, Duration::from_millis(50))
-                })
-                .await
+                *c.get("q", || counting_fetch(calls, Duration::from_millis(50)))
+                    .await
             }));
         }
         for h in handles {
@@ -296,7 +318,7 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Fresh: served from memory.
-        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 1);
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
     }
 
     fn unreachable_fetch() -> Fetch<usize> {
@@ -308,28 +330,23 @@ mod tests {
         let c = cache(50, 10);
         let calls = Arc::new(AtomicUsize::new(0));
         assert_eq!(
-            *c.get(&Arc::from("q"), || counting_fetch(
-                calls.clone(),
-                Duration::ZERO
-            ))
-            .await,
+            *c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
+                .await,
             1
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
         // Older than the interval but within twice it: the old value, and a refresh starts.
-        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 1);
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(*c.get(&Arc::from("q"), || unreachable_fetch()).await, 2);
+        assert_eq!(*c.get("q", || unreachable_fetch()).await, 2);
     }
 
     #[tokio::test]
     async fn background_refresh_and_idle_eviction() {
         let c = cache(30, 10);
         let calls = Arc::new(AtomicUsize::new(0));
-        c.get(&Arc::from("q"), || {
-            counting_fetch(calls.clone(), Duration::ZERO)
-        })
-        .await;
+        c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
+            .await;
         tokio::time::sleep(Duration::from_millis(40)).await;
         c.maintain();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -344,11 +361,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn background_refreshes_run_a_few_at_a_time_and_misses_do_not_wait_for_them() {
+        let c = cache(30, 100);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tracked = |pause: Duration| -> Fetch<usize> {
+            let (running, most, calls) = (running.clone(), most.clone(), calls.clone());
+            Arc::new(move || {
+                let (running, most, calls) = (running.clone(), most.clone(), calls.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(pause).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    calls.fetch_add(1, Ordering::SeqCst)
+                }
+                .boxed()
+            })
+        };
+        for i in 0..10 {
+            c.get(&format!("q{i}"), || tracked(Duration::from_millis(20)))
+                .await;
+        }
+        most.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        c.maintain();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 20, "every entry refreshed");
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two refreshes at a time");
+
+        // Both turns taken by slow refreshes: a request for a new query still goes straight
+        // to the backend.
+        for i in 0..2 {
+            c.get(&format!("slow{i}"), || tracked(Duration::from_secs(2)))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        c.maintain();
+        let miss = tokio::time::timeout(
+            Duration::from_secs(1),
+            c.get("new", || tracked(Duration::ZERO)),
+        )
+        .await;
+        assert!(miss.is_ok(), "a miss does not queue behind refreshes");
+    }
+
+    #[tokio::test]
     async fn size_is_bounded() {
         let c = cache(10_000, 3);
         let calls = Arc::new(AtomicUsize::new(0));
         for i in 0..10 {
-            c.get(&Arc::from(format!("q{i}")), || {
+            c.get(&format!("q{i}"), || {
                 counting_fetch(calls.clone(), Duration::ZERO)
             })
             .await;

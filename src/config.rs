@@ -73,6 +73,7 @@ pub struct CacheSection {
     pub refresh_interval: Option<String>,
     pub max_entries: Option<usize>,
     pub idle_after: Option<String>,
+    pub max_concurrent_refreshes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,10 +186,15 @@ pub struct CacheConfig {
     /// Queries not requested for this long are no longer refreshed and are dropped.
     #[serde(with = "humantime_serde_compat")]
     pub idle_after: Duration,
+    /// Background refreshes running at once.
+    pub max_concurrent_refreshes: usize,
 }
 
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+/// Below Prometheus' default `--query.max-concurrency` (20), leaving room for dashboards,
+/// rules and the requests that find no value in the cache.
+pub const DEFAULT_CONCURRENT_REFRESHES: usize = 8;
 pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
@@ -305,6 +311,7 @@ impl Default for Config {
                 refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
                 max_entries: DEFAULT_CACHE_ENTRIES,
                 idle_after: DEFAULT_IDLE_AFTER,
+                max_concurrent_refreshes: DEFAULT_CONCURRENT_REFRESHES,
             },
             signals: builtin_signals(),
         }
@@ -370,6 +377,15 @@ impl Config {
             cfg.cache.idle_after = parse_duration(&i)
                 .and_then(nonzero)
                 .map_err(|m| invalid("cache.idleAfter".into(), m))?;
+        }
+        if let Some(n) = c.max_concurrent_refreshes {
+            if n == 0 {
+                return Err(invalid(
+                    "cache.maxConcurrentRefreshes".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            cfg.cache.max_concurrent_refreshes = n;
         }
 
         let mut signals: Vec<SignalSpec> = if raw.builtin_signals.unwrap_or(true) {

@@ -110,6 +110,7 @@ impl Signals {
                     refresh_interval,
                     max_entries: config.cache.max_entries,
                     idle_after: config.cache.idle_after,
+                    max_refreshes: config.cache.max_concurrent_refreshes,
                 },
                 metrics.clone(),
                 |e| Err(MetricError::BackendFailed(e)),
