@@ -7,21 +7,21 @@
 //! poll finds them fresh. Entries not requested for `idle_after` are dropped, and the cache
 //! never holds more than `max_entries`.
 //!
-//! The map holds two independent 64-bit hashes of the text (randomly keyed, so a client cannot
-//! aim for a collision), not the text: the text lives once, in the entry's fetch. Background
+//! The map holds a [`TextKey`] of the text, not the text: the text lives once, in the entry's
+//! fetch. Background
 //! refreshes run at most `max_refreshes` at a time: thousands of entries falling due in the
 //! same second would otherwise open as many connections to Prometheus, which runs only
 //! `--query.max-concurrency` (20) queries at once and queues the rest, and hold every answer
 //! in memory at once. A request that finds no usable value does not wait for that limit.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::metrics::Metrics;
+use crate::text_key::{TextHasher, TextKey as Key};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
@@ -31,9 +31,6 @@ pub struct CacheSettings {
     /// Most background refreshes running at once.
     pub max_refreshes: usize,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key(u64, u64);
 
 pub type Fetch<V> = Arc<dyn Fn() -> BoxFuture<'static, V> + Send + Sync>;
 type InFlight<V> = Shared<BoxFuture<'static, Arc<V>>>;
@@ -47,7 +44,7 @@ struct Entry<V> {
 
 pub struct Cache<V> {
     entries: Mutex<HashMap<Key, Entry<V>>>,
-    hashers: (RandomState, RandomState),
+    hasher: TextHasher,
     refreshes: Arc<tokio::sync::Semaphore>,
     settings: CacheSettings,
     metrics: Arc<Metrics>,
@@ -63,16 +60,12 @@ impl<V: Send + Sync + 'static> Cache<V> {
     ) -> Arc<Self> {
         Arc::new(Self {
             entries: Mutex::new(HashMap::new()),
-            hashers: (RandomState::new(), RandomState::new()),
+            hasher: TextHasher::default(),
             refreshes: Arc::new(tokio::sync::Semaphore::new(settings.max_refreshes.max(1))),
             settings,
             metrics,
             on_panic,
         })
-    }
-
-    fn key(&self, text: &str) -> Key {
-        Key(self.hashers.0.hash_one(text), self.hashers.1.hash_one(text))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry<V>>> {
@@ -106,7 +99,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         since: Option<Instant>,
     ) -> Arc<V> {
         let refresh = self.settings.refresh_interval;
-        let key = self.key(key);
+        let key = self.hasher.key(key);
         let waiting = {
             let mut entries = self.lock();
             if !entries.contains_key(&key) {

@@ -365,13 +365,8 @@ impl Config {
             };
         }
         if let Some(n) = c.max_entries {
-            if n == 0 {
-                return Err(invalid(
-                    "cache.maxEntries".into(),
-                    "must be at least 1".into(),
-                ));
-            }
-            cfg.cache.max_entries = n;
+            cfg.cache.max_entries =
+                at_least_one(n).map_err(|m| invalid("cache.maxEntries".into(), m))?;
         }
         if let Some(i) = c.idle_after {
             cfg.cache.idle_after = parse_duration(&i)
@@ -379,13 +374,8 @@ impl Config {
                 .map_err(|m| invalid("cache.idleAfter".into(), m))?;
         }
         if let Some(n) = c.max_concurrent_refreshes {
-            if n == 0 {
-                return Err(invalid(
-                    "cache.maxConcurrentRefreshes".into(),
-                    "must be at least 1".into(),
-                ));
-            }
-            cfg.cache.max_concurrent_refreshes = n;
+            cfg.cache.max_concurrent_refreshes =
+                at_least_one(n).map_err(|m| invalid("cache.maxConcurrentRefreshes".into(), m))?;
         }
 
         let mut signals: Vec<SignalSpec> = if raw.builtin_signals.unwrap_or(true) {
@@ -432,6 +422,15 @@ pub(crate) fn check_label(l: &str) -> Result<(), String> {
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|_| format!("expected a duration such as 30s, 2m or 1h, got {s:?}"))
+}
+
+/// A count that must not be 0 (a limit of nothing would refuse everything).
+pub(crate) fn at_least_one(n: usize) -> Result<usize, String> {
+    if n == 0 {
+        Err("must be at least 1".into())
+    } else {
+        Ok(n)
+    }
 }
 
 pub(crate) fn nonzero(d: Duration) -> Result<Duration, String> {

@@ -63,6 +63,7 @@ pub mod signals;
 pub mod sim;
 pub mod simulate;
 pub mod status;
+pub mod text_key;
 pub(crate) mod tls;
 
 pub use config::Config;

@@ -6,26 +6,25 @@
 //! would give (the snapshot's refresh, or a value turning stale, whichever comes first); an
 //! answer it cannot vouch for is never stored.
 //!
-//! Keyed by two independent 64-bit hashes of the request's path and query (randomly keyed,
-//! so a client cannot aim for a collision), without the text itself. Bounded by entries and
+//! Keyed by a [`TextKey`] of the request's path and query, without the text itself. Bounded by entries and
 //! by body bytes, apart from the value cache: when full, expired answers make room, and past
 //! that new answers are served but not kept.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::Uri;
 
+use crate::text_key::{TextHasher, TextKey};
+
 /// Most answers kept at once.
 pub const DEFAULT_MAX_ANSWERS: usize = 4096;
 /// Most body bytes kept at once (a `pods/*` answer over 2,000 pods is about 450 KB).
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 8 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AnswerKey(u64, u64);
+pub type AnswerKey = TextKey;
 
 /// One kept answer: its body, until when it holds, and the served values' timestamps (for
 /// the age histogram every answer feeds).
@@ -46,8 +45,7 @@ struct Slots {
 }
 
 pub struct Answers {
-    first: RandomState,
-    second: RandomState,
+    hasher: TextHasher,
     slots: Mutex<Slots>,
     max_entries: usize,
     max_bytes: usize,
@@ -62,8 +60,7 @@ impl Default for Answers {
 impl Answers {
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            first: RandomState::new(),
-            second: RandomState::new(),
+            hasher: TextHasher::default(),
             slots: Mutex::new(Slots {
                 map: HashMap::new(),
                 bytes: 0,
@@ -82,7 +79,7 @@ impl Answers {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or_else(|| uri.path());
-        AnswerKey(self.first.hash_one(text), self.second.hash_one(text))
+        self.hasher.key(text)
     }
 
     /// The answer kept for `key`, if it still holds.

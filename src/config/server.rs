@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{nonzero, parse_duration, ConfigError};
+use super::{at_least_one, nonzero, parse_duration, ConfigError};
 
 pub const DEFAULT_SECURE_PORT: u16 = 6443;
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
@@ -133,13 +133,7 @@ pub(super) fn apply_prometheus(
     out.insecure_skip_tls_verify = p.insecure_skip_tls_verify.unwrap_or(false);
     out.accept_warnings = p.accept_warnings.unwrap_or(false);
     if let Some(n) = p.max_series {
-        if n == 0 {
-            return Err(invalid(
-                "prometheus.maxSeries".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        out.max_series = n;
+        out.max_series = at_least_one(n).map_err(|m| invalid("prometheus.maxSeries".into(), m))?;
     }
     Ok(())
 }
@@ -180,22 +174,11 @@ pub(super) fn apply_server(
             parse_duration(&g).map_err(|m| invalid("server.shutdownGracePeriod".into(), m))?;
     }
     if let Some(n) = s.max_in_flight {
-        if n == 0 {
-            return Err(invalid(
-                "server.maxInFlight".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        out.max_in_flight = n;
+        out.max_in_flight = at_least_one(n).map_err(|m| invalid("server.maxInFlight".into(), m))?;
     }
     if let Some(n) = s.max_connections {
-        if n == 0 {
-            return Err(invalid(
-                "server.maxConnections".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        out.max_connections = n;
+        out.max_connections =
+            at_least_one(n).map_err(|m| invalid("server.maxConnections".into(), m))?;
     }
     let a = s.auth;
     let auth = &mut out.auth;
