@@ -346,8 +346,10 @@ pub async fn serve(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             ));
-            let app = app.layer(axum::Extension(peer_certs));
-            let service = TowerToHyperService::new(app);
+            // As a service around the router, not `Router::layer`, which would rebuild every
+            // route for each connection and box each again.
+            let service =
+                TowerToHyperService::new(tower::Layer::layer(&axum::Extension(peer_certs), app));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

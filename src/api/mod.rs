@@ -139,7 +139,7 @@ pub fn router_with(state: AppState, limits: Limits) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed);
     let routes = routes.with_state(state.clone());
-    layers::stack(routes, &state, limits)
+    layers::stack(routes, state.metrics.clone(), state.auth.clone(), limits)
 }
 
 async fn ok() -> &'static str {

@@ -189,22 +189,22 @@ impl Auth {
     /// Every identity header the server reads, so none reaches a handler unverified.
     pub fn strip_identity_headers(&self, headers: &mut HeaderMap) {
         let cfg = self.current();
-        let mut names: Vec<String> = vec![
-            "x-remote-user".into(),
-            "x-remote-group".into(),
-            "x-remote-uid".into(),
-        ];
-        let mut prefixes: Vec<String> = vec!["x-remote-extra-".into()];
-        if let Some(rh) = &cfg.request_header {
-            names.extend(rh.header_names().map(|h| h.to_ascii_lowercase()));
-            prefixes.extend(rh.extra_prefixes.iter().map(|p| p.to_ascii_lowercase()));
-        }
+        let rh = cfg.request_header.as_ref();
+        // Header names arrive lower-cased; configured ones may not be.
+        let is_identity = |k: &str| {
+            matches!(k, "x-remote-user" | "x-remote-group" | "x-remote-uid")
+                || k.starts_with("x-remote-extra-")
+                || rh.is_some_and(|rh| {
+                    rh.header_names().any(|h| h.eq_ignore_ascii_case(k))
+                        || rh.extra_prefixes.iter().any(|p| {
+                            k.len() >= p.len()
+                                && k.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                        })
+                })
+        };
         let doomed: Vec<http::HeaderName> = headers
             .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                names.iter().any(|n| n == k) || prefixes.iter().any(|p| k.starts_with(p.as_str()))
-            })
+            .filter(|k| is_identity(k.as_str()))
             .cloned()
             .collect();
         for h in doomed {

@@ -1,20 +1,13 @@
 //! Parses the path once and leaves it in the request's extensions.
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::Router;
-
 use crate::path::RequestPath;
+use axum::extract::Request;
 
-pub fn layer(r: Router) -> Router {
-    r.layer(axum::middleware::from_fn(parse))
-}
-
-async fn parse(mut req: Request, next: Next) -> Response {
+/// `req`'s path, parsed and left in its extensions for the handlers.
+pub fn insert(req: &mut Request) -> RequestPath {
     let parsed = RequestPath::parse(req.uri().path());
-    req.extensions_mut().insert(parsed);
-    next.run(req).await
+    req.extensions_mut().insert(parsed.clone());
+    parsed
 }
 
 /// The parsed path of `req`, parsing it here if no layer did.
@@ -31,17 +24,24 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::routing::get;
-    use axum::Extension;
+    use axum::{Extension, Router};
     use tower::ServiceExt;
 
     #[tokio::test]
     async fn handlers_see_the_decoded_path() {
-        let app = layer(Router::new().route(
-            "/{*rest}",
-            get(|Extension(p): Extension<RequestPath>| async move {
-                p.api().map(|a| a.rest.join("|")).unwrap_or_default()
-            }),
-        ));
+        let app = Router::new()
+            .route(
+                "/{*rest}",
+                get(|Extension(p): Extension<RequestPath>| async move {
+                    p.api().map(|a| a.rest.join("|")).unwrap_or_default()
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                |mut req: Request, next: axum::middleware::Next| async move {
+                    insert(&mut req);
+                    next.run(req).await
+                },
+            ));
         let resp = app
             .oneshot(
                 Request::get("/apis/g/v/namespaces/a%2Fb/%2A")

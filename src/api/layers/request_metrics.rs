@@ -1,23 +1,13 @@
 //! Counts and times every answer by route and status code, including the refusals of the
 //! layers inside it (429 past the in-flight limit, 413, 401/403).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::Router;
+use axum::http::StatusCode;
 
 use crate::api::wire::{CUSTOM_GROUP, EXTERNAL_GROUP};
 use crate::metrics::Metrics;
 use crate::path::RequestPath;
-
-pub fn layer(r: Router, metrics: Arc<Metrics>) -> Router {
-    r.layer(axum::middleware::from_fn(
-        move |req: Request, next: Next| track(metrics.clone(), req, next),
-    ))
-}
 
 /// A short, bounded route name: never the raw path, whose cardinality is the client's to
 /// choose. The names follow the router's routes.
@@ -40,31 +30,45 @@ pub fn route_name(path: &RequestPath) -> &'static str {
     }
 }
 
-async fn track(m: Arc<Metrics>, req: Request, next: Next) -> Response {
-    let route = match req.extensions().get::<RequestPath>() {
-        Some(p) => route_name(p),
-        None => route_name(&RequestPath::parse(req.uri().path())),
-    };
-    m.http_in_flight.inc();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    m.http_in_flight.dec();
-    m.http_duration
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[route, resp.status().as_str()])
-        .inc();
-    resp
+/// One request being served: counted in flight from [`Timing::start`] until dropped, even
+/// when the client goes away before the answer; timed and counted by status at
+/// [`Timing::finish`].
+pub struct Timing<'a> {
+    metrics: &'a Metrics,
+    route: &'static str,
+    started: Instant,
+}
+
+impl<'a> Timing<'a> {
+    pub fn start(metrics: &'a Metrics, route: &'static str) -> Self {
+        metrics.http_in_flight.inc();
+        Self {
+            metrics,
+            route,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn finish(self, status: StatusCode) {
+        let m = self.metrics;
+        m.http_duration
+            .with_label_values(&[self.route])
+            .observe(self.started.elapsed().as_secs_f64());
+        m.http_requests
+            .with_label_values(&[self.route, status.as_str()])
+            .inc();
+    }
+}
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        self.metrics.http_in_flight.dec();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
-    use axum::routing::get;
-    use tokio::sync::Notify;
-    use tower::ServiceExt;
 
     #[test]
     fn route_names_are_bounded() {
@@ -87,36 +91,20 @@ mod tests {
         assert_eq!(name("/x/y"), "other");
     }
 
-    #[tokio::test]
-    async fn a_429_from_the_in_flight_limit_is_counted() {
-        let release = Arc::new(Notify::new());
-        let r = release.clone();
-        let routes = Router::new().route(
-            "/apis/external.metrics.k8s.io/v1beta1/{*rest}",
-            get(move || {
-                let r = r.clone();
-                async move { r.notified().await }
-            }),
-        );
-        let metrics = Metrics::new();
-        let app = layer(super::super::in_flight::layer(routes, 1), metrics.clone());
-        let get = || {
-            Request::get("/apis/external.metrics.k8s.io/v1beta1/namespaces/a/m")
-                .body(Body::empty())
-                .unwrap()
-        };
-        let first = tokio::spawn(app.clone().oneshot(get()));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert_eq!(app.clone().oneshot(get()).await.unwrap().status(), 429);
-        release.notify_one();
-        assert_eq!(first.await.unwrap().unwrap().status(), 200);
-        let count = |code: &str| {
-            metrics
-                .http_requests
-                .with_label_values(&["external", code])
-                .get()
-        };
-        assert_eq!((count("200"), count("429")), (1, 1));
-        assert_eq!(metrics.http_in_flight.get(), 0);
+    #[test]
+    fn a_request_is_in_flight_until_its_timing_is_dropped() {
+        let m = Metrics::new();
+        let t = Timing::start(&m, "external");
+        assert_eq!(m.http_in_flight.get(), 1);
+        t.finish(StatusCode::NOT_FOUND);
+        assert_eq!(m.http_in_flight.get(), 0);
+        let count = m
+            .http_requests
+            .with_label_values(&["external", "404"])
+            .get();
+        assert_eq!(count, 1);
+        // A client that goes away drops the request's future and its timing with it.
+        drop(Timing::start(&m, "external"));
+        assert_eq!(m.http_in_flight.get(), 0);
     }
 }
