@@ -1,6 +1,5 @@
 //! Hot functions on the request path: `cargo bench --bench hot_paths`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -32,7 +31,9 @@ impl MetricsProvider for Static {
     }
     async fn external(&self, _: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError> {
         Ok(vec![ExternalValue {
-            labels: [("job_name".to_string(), "orders_enrich".to_string())].into(),
+            labels: [("job_name".to_string(), "orders_enrich".to_string())]
+                .into_iter()
+                .collect(),
             value: 734.0,
             timestamp: 1_700_000_000.0,
         }])
@@ -86,11 +87,15 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
     };
     let groups = (0..n)
         .map(|i| {
-            Group::new(BTreeMap::from([
-                ("namespace".to_string(), format!("ns-{}", i % 10)),
-                ("job_name".to_string(), format!("job_{}", i / 3)),
-                ("task_name".to_string(), format!("task_{}", i % 3)),
-            ]))
+            Group::new(
+                [
+                    ("namespace".to_string(), format!("ns-{}", i % 10)),
+                    ("job_name".to_string(), format!("job_{}", i / 3)),
+                    ("task_name".to_string(), format!("task_{}", i % 3)),
+                ]
+                .into_iter()
+                .collect(),
+            )
             .with(PartName::VALUE, i as f64)
             .with(PartName::NEWEST, 1_700_000_000.0)
         })
@@ -129,7 +134,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| quantity::format(black_box(733.3331)))
     });
     let values = vec![ExternalValue {
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         value: 734.0,
         timestamp: 1_700_000_000.0,
     }];

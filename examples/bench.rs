@@ -30,11 +30,16 @@ fn num(args: &[String], name: &str, default: u64) -> u64 {
 
 /// Resident memory of process `pid`, KiB, from /proc.
 fn rss_kib(pid: &str) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS:`, `RssAnon:`, `RssFile:`), 0 when unreadable.
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -214,6 +219,7 @@ async fn keys(args: &[String]) {
     let n = num(args, "--count", 10_000);
     let c = client();
     let before = rss_kib(&pid);
+    let anon_before = status_kib(&pid, "RssAnon:");
     let started = Instant::now();
     // Distinct selectors that do not fit the grouped query: each is its own cache entry.
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
@@ -250,10 +256,15 @@ async fn keys(args: &[String]) {
         .find(|l| l.starts_with("flink_hpa_bridge_cache_entries "))
         .unwrap_or("")
         .to_string();
+    let seconds = started.elapsed().as_secs_f64();
+    let after = rss_kib(&pid);
+    let anon_after = status_kib(&pid, "RssAnon:");
+    // Code pages of the binary (RssFile) are resident before the first key: the growth is
+    // anonymous memory, what the keys cost.
+    let per_key = (anon_after.saturating_sub(anon_before) * 1024) / n.max(1);
     println!(
-        "keys={n} seconds={:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={} {entries}",
-        started.elapsed().as_secs_f64(),
-        rss_kib(&pid)
+        "keys={n} seconds={seconds:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={after} anon_before_kib={anon_before} anon_after_kib={anon_after} file_kib={} bytes_per_key={per_key} {entries}",
+        status_kib(&pid, "RssFile:")
     );
 }
 

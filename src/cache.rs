@@ -33,9 +33,11 @@ pub struct CacheSettings {
 }
 
 pub type Fetch<V> = Arc<dyn Fn() -> BoxFuture<'static, V> + Send + Sync>;
-type InFlight<V> = Shared<BoxFuture<'static, Arc<V>>>;
+/// A fetch under way: its value, and when it was sent.
+type InFlight<V> = Shared<BoxFuture<'static, (Arc<V>, Instant)>>;
 
 struct Entry<V> {
+    /// The last value, and when the fetch that gave it was sent: what it shows is as of then.
     value: Option<(Arc<V>, Instant)>,
     in_flight: Option<InFlight<V>>,
     last_access: Instant,
@@ -89,9 +91,11 @@ impl<V: Send + Sync + 'static> Cache<V> {
         self.get_since(key, make_fetch, None).await
     }
 
-    /// [`Cache::get`], but a value stored before `since` does not count: one that must be at
-    /// least as new as another answer (a job's state next to the data it qualifies) is fetched
-    /// again, or taken from a fetch already under way.
+    /// [`Cache::get`], but a value whose fetch was sent before `since` does not count: one
+    /// that must be at least as new as another answer (a job's state next to the data it
+    /// qualifies) is fetched again, or taken from a fetch sent since. A fetch that was already
+    /// under way before `since` is waited for and then not used: it may have been answered
+    /// before the data it must follow.
     pub async fn get_since(
         self: &Arc<Self>,
         key: &str,
@@ -100,62 +104,74 @@ impl<V: Send + Sync + 'static> Cache<V> {
     ) -> Arc<V> {
         let refresh = self.settings.refresh_interval;
         let key = self.hasher.key(key);
-        let waiting = {
-            let mut entries = self.lock();
-            if !entries.contains_key(&key) {
-                self.make_room(&mut entries);
-                entries.insert(
-                    key,
-                    Entry {
-                        value: None,
-                        in_flight: None,
-                        last_access: Instant::now(),
-                        fetch: make_fetch(),
-                    },
-                );
-                self.metrics.cache_entries.set(entries.len() as i64);
-            }
-            let Some(entry) = entries.get_mut(&key) else {
-                return Arc::new((self.on_panic)("cache entry vanished".into()));
-            };
-            entry.last_access = Instant::now();
-            let current = entry
-                .value
-                .as_ref()
-                .filter(|(_, at)| since.is_none_or(|s| *at >= s));
-            match current {
-                Some((v, at)) if at.elapsed() < refresh => {
-                    self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
-                    return v.clone();
+        let mut make_fetch = Some(make_fetch);
+        // The second round finds no fetch under way from before `since`; a third only when
+        // entries are evicted under it, and then its value is taken whatever its age.
+        for round in 0..3 {
+            let waiting = {
+                let mut entries = self.lock();
+                if !entries.contains_key(&key) {
+                    self.make_room(&mut entries);
+                    let Some(make_fetch) = make_fetch.take() else {
+                        return Arc::new((self.on_panic)("cache entry vanished".into()));
+                    };
+                    entries.insert(
+                        key,
+                        Entry {
+                            value: None,
+                            in_flight: None,
+                            last_access: Instant::now(),
+                            fetch: make_fetch(),
+                        },
+                    );
+                    self.metrics.cache_entries.set(entries.len() as i64);
                 }
-                Some((v, at)) if at.elapsed() < refresh * 2 => {
-                    self.metrics
-                        .cache_lookups
-                        .with_label_values(&["stale"])
-                        .inc();
-                    let v = v.clone();
-                    if entry.in_flight.is_none() {
-                        entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
+                let Some(entry) = entries.get_mut(&key) else {
+                    return Arc::new((self.on_panic)("cache entry vanished".into()));
+                };
+                entry.last_access = Instant::now();
+                let current = entry
+                    .value
+                    .as_ref()
+                    .filter(|(_, at)| since.is_none_or(|s| *at >= s));
+                match current {
+                    Some((v, at)) if at.elapsed() < refresh => {
+                        self.metrics.cache_lookups.with_label_values(&["hit"]).inc();
+                        return v.clone();
                     }
-                    return v;
-                }
-                _ => {
-                    self.metrics
-                        .cache_lookups
-                        .with_label_values(&["miss"])
-                        .inc();
-                    match &entry.in_flight {
-                        Some(f) => f.clone(),
-                        None => {
-                            let f = self.start(key, entry.fetch.clone(), false);
-                            entry.in_flight = Some(f.clone());
-                            f
+                    Some((v, at)) if at.elapsed() < refresh * 2 => {
+                        self.metrics
+                            .cache_lookups
+                            .with_label_values(&["stale"])
+                            .inc();
+                        let v = v.clone();
+                        if entry.in_flight.is_none() {
+                            entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
+                        }
+                        return v;
+                    }
+                    _ => {
+                        self.metrics
+                            .cache_lookups
+                            .with_label_values(&["miss"])
+                            .inc();
+                        match &entry.in_flight {
+                            Some(f) => f.clone(),
+                            None => {
+                                let f = self.start(key, entry.fetch.clone(), false);
+                                entry.in_flight = Some(f.clone());
+                                f
+                            }
                         }
                     }
                 }
+            };
+            let (value, sent) = waiting.await;
+            if round == 2 || since.is_none_or(|s| sent >= s) {
+                return value;
             }
-        };
-        waiting.await
+        }
+        Arc::new((self.on_panic)("cache entry kept going stale".into()))
     }
 
     /// Runs `fetch` on its own task, which stores the result whether or not anyone waits for
@@ -172,6 +188,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 Some(r) => r.acquire_owned().await.ok(),
                 None => None,
             };
+            let sent = Instant::now();
             let value = Arc::new(
                 match std::panic::AssertUnwindSafe(fetch()).catch_unwind().await {
                     Ok(v) => v,
@@ -181,16 +198,19 @@ impl<V: Send + Sync + 'static> Cache<V> {
             if let Some(cache) = weak.upgrade() {
                 let mut entries = cache.lock();
                 if let Some(entry) = entries.get_mut(&key) {
-                    entry.value = Some((value.clone(), Instant::now()));
+                    entry.value = Some((value.clone(), sent));
                     entry.in_flight = None;
                 }
             }
-            value
+            (value, sent)
         });
         async move {
             match task.await {
                 Ok(v) => v,
-                Err(e) => Arc::new(on_panic(format!("query task failed: {e}"))),
+                Err(e) => (
+                    Arc::new(on_panic(format!("query task failed: {e}"))),
+                    Instant::now(),
+                ),
             }
         }
         .boxed()
@@ -312,6 +332,31 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Fresh: served from memory.
         assert_eq!(*c.get("q", || unreachable_fetch()).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_value_must_come_from_a_fetch_sent_after_since() {
+        let c = cache(10_000, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        // A fetch under way (sent now, answered in 100 ms)...
+        let first = {
+            let (c, calls) = (c.clone(), calls.clone());
+            tokio::spawn(async move {
+                *c.get("q", || counting_fetch(calls, Duration::from_millis(100)))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // ...does not answer for data sent after it: a second fetch does.
+        let since = Instant::now();
+        let later = c.get_since("q", || unreachable_fetch(), Some(since)).await;
+        assert_eq!((*later, first.await.unwrap()), (2, 1));
+        // The stored value now counts for that `since`, and for an earlier one.
+        assert_eq!(
+            *c.get_since("q", || unreachable_fetch(), Some(since)).await,
+            2
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     fn unreachable_fetch() -> Fetch<usize> {

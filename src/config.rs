@@ -74,6 +74,7 @@ pub struct CacheSection {
     pub max_entries: Option<usize>,
     pub idle_after: Option<String>,
     pub max_concurrent_refreshes: Option<usize>,
+    pub max_remembered: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +189,8 @@ pub struct CacheConfig {
     pub idle_after: Duration,
     /// Background refreshes running at once.
     pub max_concurrent_refreshes: usize,
+    /// Requests whose last good answer is remembered (held while a job restarts).
+    pub max_remembered: usize,
 }
 
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
@@ -195,6 +198,7 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 /// Below Prometheus' default `--query.max-concurrency` (20), leaving room for dashboards,
 /// rules and the requests that find no value in the cache.
 pub const DEFAULT_CONCURRENT_REFRESHES: usize = 8;
+pub const DEFAULT_REMEMBERED: usize = 10_000;
 pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
@@ -312,6 +316,7 @@ impl Default for Config {
                 max_entries: DEFAULT_CACHE_ENTRIES,
                 idle_after: DEFAULT_IDLE_AFTER,
                 max_concurrent_refreshes: DEFAULT_CONCURRENT_REFRESHES,
+                max_remembered: DEFAULT_REMEMBERED,
             },
             signals: builtin_signals(),
         }
@@ -376,6 +381,10 @@ impl Config {
         if let Some(n) = c.max_concurrent_refreshes {
             cfg.cache.max_concurrent_refreshes =
                 at_least_one(n).map_err(|m| invalid("cache.maxConcurrentRefreshes".into(), m))?;
+        }
+        if let Some(n) = c.max_remembered {
+            cfg.cache.max_remembered =
+                at_least_one(n).map_err(|m| invalid("cache.maxRemembered".into(), m))?;
         }
 
         let mut signals: Vec<SignalSpec> = if raw.builtin_signals.unwrap_or(true) {

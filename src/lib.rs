@@ -48,6 +48,7 @@ pub mod fixtures;
 pub mod hpa;
 pub mod keda;
 pub mod kubeconfig;
+pub mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod model;

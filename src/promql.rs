@@ -247,8 +247,8 @@ impl LabelFilter {
         }
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let actual = labels.get(&self.label).map(String::as_str).unwrap_or("");
+    pub fn matches(&self, labels: &impl crate::labels::LabelValue) -> bool {
+        let actual = labels.label(&self.label).map(String::as_str).unwrap_or("");
         self.values.iter().any(|v| v == actual) != self.negate
     }
 

@@ -3,7 +3,6 @@
 //! The API layer knows requests, selectors and values; it does not know Prometheus. Caching,
 //! coalescing and other backends plug in behind [`MetricsProvider`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,7 +66,7 @@ pub struct CustomRequest {
 /// One value; `timestamp` is the time of the newest sample behind it (Unix seconds).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalValue {
-    pub labels: BTreeMap<String, String>,
+    pub labels: crate::labels::Labels,
     pub value: f64,
     pub timestamp: f64,
 }

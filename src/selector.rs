@@ -7,7 +7,6 @@
 //! people query Flink label values such as `Source:_orders` with `kubectl get --raw`; every
 //! consumer of a value must therefore escape it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Longest selector string accepted; the HPA never sends anything close to this.
@@ -105,14 +104,14 @@ impl Selector {
 
     /// Evaluates the selector against a label set, with Kubernetes semantics: `!=` and `notin`
     /// match objects that lack the key.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &impl crate::labels::LabelValue) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 }
 
 impl Requirement {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
+    pub fn matches(&self, labels: &impl crate::labels::LabelValue) -> bool {
+        let value = labels.label(&self.key);
         match self.operator {
             Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
             Operator::NotEquals | Operator::NotIn => {
@@ -431,6 +430,7 @@ fn validate_key(key: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

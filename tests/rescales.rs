@@ -127,6 +127,43 @@ async fn a_failed_evaluation_does_not_disable_the_next_hold() {
 }
 
 #[tokio::test]
+async fn a_hold_that_ran_out_does_not_keep_the_next_restart_from_holding() {
+    let bed = bed();
+    let client = bed.main.client();
+    let ns = unique("next-restart");
+    // maxHold 2 s. The job restarts twice and is never seen running in between (an HPA that
+    // polls less often than the job restarts): the second restart holds again.
+    let path = ext(&ns, "busy_short_hold", "job_name=orders-enrich");
+    let set = |busy: f64, running_ms: f64, restarts: f64| {
+        let mut s = job_state_of(&ns, "orders-enrich", running_ms, restarts);
+        s.extend(busy_job(&ns, "orders-enrich", &[busy]));
+        bed.store.set(&ns, s);
+    };
+    set(500.0, 600_000.0, 0.0);
+    client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
+        .await;
+    set(0.0, 3_000.0, 1.0);
+    client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
+        .await;
+    // The hold runs out: the job's own reading is served.
+    client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "0")
+        .await;
+    set(0.0, 2_000.0, 2.0);
+    wait_scraped(
+        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 2"),
+        1,
+    )
+    .await;
+    let r = client
+        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
+        .await;
+    assert_eq!(value(&r), json!("500"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn a_request_holds_only_for_its_own_job() {
     let bed = bed();
     let client = bed.main.client();

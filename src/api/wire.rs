@@ -83,8 +83,11 @@ struct Empty {}
 pub struct ExternalItem<'a> {
     #[serde(rename = "metricName")]
     metric_name: &'a str,
-    #[serde(rename = "metricLabels")]
-    metric_labels: &'a std::collections::BTreeMap<String, String>,
+    #[serde(
+        rename = "metricLabels",
+        serialize_with = "crate::labels::serialize_as_map"
+    )]
+    metric_labels: &'a crate::labels::Labels,
     timestamp: String,
     value: String,
 }

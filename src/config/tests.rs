@@ -103,3 +103,16 @@ fn a_signal_without_type_is_told_every_kind() {
         assert!(e.contains(kind), "{kind} not in {e}");
     }
 }
+
+#[test]
+fn the_remembered_answers_have_a_bound_of_their_own() {
+    let c = Config::from_yaml("cache: {maxEntries: 50, maxRemembered: 7}", "c.yaml").unwrap();
+    assert_eq!((c.cache.max_entries, c.cache.max_remembered), (50, 7));
+    let d = Config::from_yaml("", "c.yaml").unwrap();
+    assert_eq!(d.cache.max_remembered, DEFAULT_REMEMBERED);
+    let e = err("cache: {maxRemembered: 0}");
+    assert!(
+        e.contains("c.yaml") && e.contains("cache.maxRemembered"),
+        "{e}"
+    );
+}

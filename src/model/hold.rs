@@ -24,6 +24,11 @@ pub struct RestartCount {
     pub count: f64,
     pub rose_at: Option<f64>,
     pub running_reset: bool,
+    /// Whether the job was restarting at the last reading.
+    pub restarting: bool,
+    /// When (the job state's evaluation time) the job was last seen running again after a
+    /// restart: data evaluated before then may still show the restart.
+    pub back_at: Option<f64>,
 }
 
 /// Updates the remembered restart count with a new reading at `now`; `young` tells whether
@@ -39,16 +44,20 @@ pub fn track_restarts(
             count,
             rose_at: Some(now),
             running_reset: young,
+            ..p
         },
         Some(p) => RestartCount {
             count: count.max(p.count),
             rose_at: p.rose_at,
             running_reset: p.running_reset || young,
+            ..p
         },
         None => RestartCount {
             count,
             rose_at: None,
             running_reset: young,
+            restarting: false,
+            back_at: None,
         },
     }
 }
@@ -73,6 +82,28 @@ pub fn is_restarting(
             && (state.running_ms.is_none() || !s.running_reset)
     });
     young || rose
+}
+
+/// Records whether the job is `restarting` per the state evaluated at `state_time`; the first
+/// reading that finds it running after one that found it restarting marks its return.
+pub fn note_return(c: RestartCount, restarting: bool, state_time: f64) -> RestartCount {
+    RestartCount {
+        restarting,
+        back_at: if c.restarting && !restarting {
+            Some(state_time)
+        } else {
+            c.back_at
+        },
+        ..c
+    }
+}
+
+/// Whether data evaluated at `data_time` predates the job's return to running at `back_at`:
+/// the job state and the data are queried (and cached) apart, so a state that already shows
+/// the job running can sit next to data from its restart, which must not be taken (or kept
+/// to hold) as the running job's.
+pub fn predates_return(back_at: Option<f64>, data_time: f64) -> bool {
+    back_at.is_some_and(|t| data_time < t)
 }
 
 /// How a held value relates to the job's parallelism.
@@ -109,9 +140,75 @@ pub fn within_hold(since: f64, now: f64, max_hold: Duration) -> bool {
     now - since < max_hold.as_secs_f64()
 }
 
+/// When a hold began, and in which restart episode, for an evaluation at `now` that finds the
+/// job restarting in `episode` (the restart counts of the restarting jobs; `None` for a
+/// rescale seen only as a parallelism mismatch). A hold that ran out goes on counting as
+/// over until the job is seen running, unless the restart count shows a new restart: an
+/// evaluation need not have seen the job running in between.
+pub fn hold_began(
+    since: Option<f64>,
+    began_in: Option<f64>,
+    episode: Option<f64>,
+    now: f64,
+) -> (f64, Option<f64>) {
+    match (since, began_in, episode) {
+        (Some(_), Some(a), Some(b)) if a != b => (now, episode),
+        (Some(t), _, _) => (t, episode.or(began_in)),
+        (None, _, _) => (now, episode),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_from_before_the_return_to_running_is_told_apart() {
+        let c = track_restarts(None, 0.0, false, 10.0);
+        // Running from the first reading: no return to date anything by.
+        let c = note_return(c, false, 10.0);
+        assert_eq!(c.back_at, None);
+        assert!(!predates_return(c.back_at, 5.0));
+        // Count 1 at 20 with runningTime reset: restarting.
+        let c = note_return(track_restarts(Some(c), 1.0, true, 20.0), true, 20.0);
+        assert_eq!(c.back_at, None);
+        // The state evaluated at 31.5 shows it running: back at 31.5.
+        let c = note_return(track_restarts(Some(c), 1.0, false, 32.0), false, 31.5);
+        assert_eq!(c.back_at, Some(31.5));
+        // Data evaluated at 30 is from the restart; at 31.5 or later it is not.
+        assert!(predates_return(c.back_at, 30.0));
+        assert!(!predates_return(c.back_at, 31.5));
+        // Later running readings keep the first return.
+        let c = note_return(c, false, 45.0);
+        assert_eq!(c.back_at, Some(31.5));
+    }
+
+    #[test]
+    fn a_new_restart_count_begins_a_new_hold() {
+        // First restart (count 1) seen at 100: the hold begins.
+        assert_eq!(hold_began(None, None, Some(1.0), 100.0), (100.0, Some(1.0)));
+        // Same restart at 400: the hold still dates from 100 (and is over with maxHold 5 min).
+        assert_eq!(
+            hold_began(Some(100.0), Some(1.0), Some(1.0), 400.0),
+            (100.0, Some(1.0))
+        );
+        // Count 2 at 900 without a running evaluation in between: a new hold from 900.
+        assert_eq!(
+            hold_began(Some(100.0), Some(1.0), Some(2.0), 900.0),
+            (900.0, Some(2.0))
+        );
+        // A hold begun on a parallelism mismatch (no episode) is not restarted when the
+        // count then rises, so maxHold bounds it.
+        assert_eq!(
+            hold_began(Some(100.0), None, Some(3.0), 130.0),
+            (100.0, Some(3.0))
+        );
+        // And a mismatch seen inside a counted restart keeps its episode.
+        assert_eq!(
+            hold_began(Some(100.0), Some(3.0), None, 130.0),
+            (100.0, Some(3.0))
+        );
+    }
 
     const WARM_UP: Duration = Duration::from_secs(120);
 

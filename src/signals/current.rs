@@ -37,10 +37,9 @@ pub(super) fn until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn group(newest: f64) -> Group {
-        Group::new(BTreeMap::new()).with(PartName::NEWEST, newest)
+        Group::new(crate::labels::Labels::new()).with(PartName::NEWEST, newest)
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! One evaluation: plan, fetch (the signal's query and the job state together), compute,
 //! then the restart hold, the remembered answer and `onMissing`.
 
-use std::collections::BTreeMap;
-
 use crate::config::{Api, Fallback, SignalSpec};
-use crate::model::hold::{held_value, within_hold};
+use crate::model::hold::{held_value, hold_began, predates_return, within_hold};
 use crate::model::quality::BadData;
 use crate::provider::MetricError;
 
@@ -34,20 +32,33 @@ impl Signals {
         let fetched = self
             .fetch(
                 &spec.name,
-                planned.query.clone(),
+                &planned.query,
+                planned.rebuild.clone(),
                 planned.sharding.clone(),
                 mode,
             )
             .await;
         // The job's state must be at least as new as the data it qualifies: the two are cached
         // apart, and data from a restart read next to the state from before it would pass for
-        // a running job's (a restart spike stored as the value to hold).
+        // a running job's (a restart spike stored as the value to hold). So the state's query
+        // is sent after the data's, and when the backend still evaluated it first (two
+        // queries under way at once), it is sent again.
         let since = fetched.as_ref().ok().map(|f| f.fetched_at);
         let state = match &state_query {
-            Some(q) => Some(
-                self.fetch_since("flink_job_state", q.clone(), None, mode, since)
-                    .await,
-            ),
+            Some(q) => {
+                let mut state = self
+                    .fetch_since("flink_job_state", q, None, None, mode, since)
+                    .await;
+                if let (Ok(data), Ok(s)) = (&fetched, &state) {
+                    if s.eval_time < data.eval_time {
+                        let now = Some(std::time::Instant::now());
+                        state = self
+                            .fetch_since("flink_job_state", q, None, None, mode, now)
+                            .await;
+                    }
+                }
+                Some(state)
+            }
             None => None,
         };
         let state_at = match &state {
@@ -73,6 +84,7 @@ impl Signals {
                 &planned.job_filters,
                 h.timing.warm_up,
                 now,
+                state.eval_time,
             ),
             _ => Jobs::unknown(),
         };
@@ -83,6 +95,7 @@ impl Signals {
         if !req.series.mentions("task_name") && !req.series.mentions("task_id") {
             mark_rescale_in_flight(&mut jobs, &groups);
         }
+        mark_data_from_the_restart(&mut jobs, &groups, fetched.eval_time);
         let value_expr = planned
             .query
             .part(PartName::VALUE)
@@ -143,7 +156,8 @@ impl Signals {
             .cloned()
             .collect();
         Evaluation {
-            promql: Some(fetched.promql.to_string()),
+            // Only people read it (`query`, `check`): a poll does not build it.
+            promql: (mode == Mode::Inspect).then(|| planned.query.promql()),
             samples,
             samples_total: fetched.samples.len(),
             selection: (!planned.filters.is_empty()).then(|| format!("{{{}}}", planned.described)),
@@ -171,6 +185,7 @@ impl Signals {
             if jobs.restarting.is_empty() {
                 // Whatever this evaluation gave, the next restart starts a new hold.
                 m.hold_since = None;
+                m.hold_episode = None;
                 if let Ok(items) = &computed {
                     m.items = Some(items.clone());
                     m.parallelism = jobs.parallelism;
@@ -187,7 +202,9 @@ impl Signals {
                 ))
                 .into());
             };
-            let since = *m.hold_since.get_or_insert(now);
+            let (since, episode) = hold_began(m.hold_since, m.hold_episode, jobs.episode, now);
+            m.hold_since = Some(since);
+            m.hold_episode = episode;
             if !within_hold(since, now, hold.timing.max_hold) {
                 return computed;
             }
@@ -258,7 +275,7 @@ fn finish(
                 Some(Objects::Named(n)) => Some(n.clone()),
             };
             Ok(vec![Item {
-                labels: BTreeMap::new(),
+                labels: crate::labels::Labels::new(),
                 object,
                 value,
                 timestamp: now,
@@ -277,6 +294,22 @@ pub(super) fn target_of(spec: &SignalSpec) -> crate::provider::MetricTarget {
             namespaced: !crate::path::is_cluster_scoped(spec.resource()),
         },
     }
+}
+
+/// Data evaluated before the job state first showed the job running again still shows the
+/// restart (a cached answer can be older than the state next to it): the job counts as
+/// restarting for it, so its numbers are neither served as the running job's nor kept to hold.
+fn mark_data_from_the_restart(jobs: &mut Jobs, groups: &[super::plan::Group], data_time: f64) {
+    if !jobs.restarting.is_empty() || !predates_return(jobs.back_at, data_time) {
+        return;
+    }
+    let job = groups
+        .iter()
+        .find_map(|g| g.labels.get("job_name").cloned())
+        .unwrap_or_else(|| "(unnamed)".into());
+    tracing::debug!(job, "the data predates the job's return to running");
+    jobs.restarting.push(job);
+    jobs.view = super::kinds::JobView::Restarting;
 }
 
 /// The job-state snapshot and a signal's own data are fetched (and cached) separately, and

@@ -1,5 +1,6 @@
 //! Sending a query plan to the backend, through the value cache, with one retry.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,20 +13,59 @@ use crate::metrics::Metrics;
 use crate::prometheus::{PromError, QueryResult, Sample};
 use crate::provider::{MetricError, Shared};
 
-use super::plan::{Group, QuerySpec};
+use super::plan::{Group, Part, QuerySpec};
 use super::request::Mode;
 use super::shard::{self, Sharding};
 use super::Signals;
 
+/// Builds a request's own query parts again. A cache entry keeps this (the request's few
+/// matchers) rather than the query: thousands of entries would otherwise each keep a
+/// kilobyte of PromQL text between refreshes.
+#[derive(Clone)]
+pub struct Rebuild(Arc<dyn Fn() -> Vec<Part> + Send + Sync>);
+
+impl Rebuild {
+    pub fn new(build: impl Fn() -> Vec<Part> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(build))
+    }
+}
+
+/// What a cache entry keeps to send its query again.
+enum Kept {
+    Spec(QuerySpec),
+    Rebuilt {
+        parts: Rebuild,
+        by: Vec<String>,
+        keep_samples: bool,
+    },
+}
+
+impl Kept {
+    fn spec(&self) -> Cow<'_, QuerySpec> {
+        match self {
+            Kept::Spec(spec) => Cow::Borrowed(spec),
+            Kept::Rebuilt {
+                parts,
+                by,
+                keep_samples,
+            } => Cow::Owned(QuerySpec {
+                parts: (parts.0)(),
+                by: by.clone(),
+                keep_samples: *keep_samples,
+            }),
+        }
+    }
+}
+
 /// One backend answer, grouped.
 #[derive(Debug)]
 pub struct Fetched {
-    pub promql: Arc<str>,
     pub groups: Vec<Group>,
     pub samples: Vec<Sample>,
     pub warnings: Vec<String>,
-    /// The backend's evaluation time (Unix seconds), and when the answer arrived here: ages
-    /// are measured on the backend's clock, advanced by local elapsed time.
+    /// The backend's evaluation time (Unix seconds), and when the query was sent from here
+    /// (the backend evaluates it as it arrives): ages are measured on the backend's clock,
+    /// advanced by local elapsed time.
     pub eval_time: f64,
     pub fetched_at: Instant,
 }
@@ -42,35 +82,38 @@ impl Signals {
     pub(super) async fn fetch(
         &self,
         signal: &str,
-        spec: QuerySpec,
+        spec: &QuerySpec,
+        rebuild: Option<Rebuild>,
         sharding: Option<Sharding>,
         mode: Mode,
     ) -> Outcome {
-        self.fetch_since(signal, spec, sharding, mode, None).await
+        self.fetch_since(signal, spec, rebuild, sharding, mode, None)
+            .await
     }
 
     /// [`Signals::fetch`] with an answer stored no earlier than `since`.
     pub(super) async fn fetch_since(
         &self,
         signal: &str,
-        spec: QuerySpec,
+        spec: &QuerySpec,
+        rebuild: Option<Rebuild>,
         sharding: Option<Sharding>,
         mode: Mode,
         since: Option<Instant>,
     ) -> Outcome {
-        let promql: Arc<str> = Arc::from(spec.promql());
+        let promql = spec.promql();
         let make = || -> Fetch<Outcome> {
             let backend = self.backend.clone();
             let metrics = self.metrics.clone();
             let signal: Arc<str> = Arc::from(signal);
-            // Reading an answer needs only the parts' names and labels, not their text: a
-            // cache of thousands of entries keeps one copy of each query.
-            let mut shape = spec.clone();
-            for p in &mut shape.parts {
-                p.expr = String::new();
-            }
-            let spec = Arc::new(shape);
-            let promql = promql.clone();
+            let kept = Arc::new(match rebuild {
+                Some(parts) => Kept::Rebuilt {
+                    parts,
+                    by: spec.by.clone(),
+                    keep_samples: spec.keep_samples,
+                },
+                None => Kept::Spec(spec.clone()),
+            });
             let shards = Arc::new(Shards {
                 sharding: sharding.clone(),
                 cap: AtomicUsize::new(0),
@@ -80,8 +123,7 @@ impl Signals {
                     backend.clone(),
                     metrics.clone(),
                     signal.clone(),
-                    spec.clone(),
-                    promql.clone(),
+                    kept.clone(),
                     shards.clone(),
                 )
                 .boxed()
@@ -98,11 +140,12 @@ async fn run_query(
     backend: Arc<dyn QueryBackend>,
     metrics: Arc<Metrics>,
     signal: Arc<str>,
-    spec: Arc<QuerySpec>,
-    promql: Arc<str>,
+    kept: Arc<Kept>,
     shards: Arc<Shards>,
 ) -> Outcome {
     let signal: &str = &signal;
+    let spec = kept.spec();
+    let promql = spec.promql();
     let started = Instant::now();
     let mut result = shards.send(&*backend, &promql).await;
     // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
@@ -149,9 +192,8 @@ async fn run_query(
             Vec::new()
         },
         warnings: result.warnings,
-        promql,
         eval_time,
-        fetched_at: Instant::now(),
+        fetched_at: started,
     }))
 }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::SignalSpec;
-use crate::model::hold::{is_restarting, track_restarts, JobState, RestartCount};
+use crate::model::hold::{is_restarting, note_return, track_restarts, JobState, RestartCount};
 use crate::promql::LabelFilter;
 
 use super::kinds::JobView;
@@ -57,6 +57,12 @@ pub(super) struct Jobs {
     pub restarting: Vec<String>,
     /// The parallelism of the one covered job, when there is one job and it is known.
     pub parallelism: Option<f64>,
+    /// The sum of the restarting jobs' restart counts: it names a restart episode, so a hold
+    /// that ran out in one restart does not keep the next one from holding, whether or not
+    /// an evaluation saw the job running in between.
+    pub episode: Option<f64>,
+    /// The latest return to running (state evaluation time) of the covered jobs that run.
+    pub back_at: Option<f64>,
 }
 
 impl Jobs {
@@ -65,6 +71,8 @@ impl Jobs {
             view: JobView::Unknown,
             restarting: Vec::new(),
             parallelism: None,
+            episode: None,
+            back_at: None,
         }
     }
 }
@@ -73,12 +81,16 @@ impl Jobs {
 #[derive(Default)]
 pub(super) struct Tracker {
     restarts: Mutex<HashMap<String, RestartCount>>,
-    warned: Mutex<HashSet<String>>,
+    /// Requests already warned about, by a key of their text.
+    warned: Mutex<HashSet<crate::text_key::TextKey>>,
+    hasher: crate::text_key::TextHasher,
 }
 
 impl Tracker {
     /// The state of the jobs among `groups` that pass `filters` (the request's namespace and
-    /// job filters; a request that names no job covers its namespace's jobs).
+    /// job filters; a request that names no job covers its namespace's jobs), read from a
+    /// job-state answer evaluated at `state_time`.
+    #[allow(clippy::too_many_arguments)]
     pub fn jobs(
         &self,
         spec: &SignalSpec,
@@ -87,10 +99,13 @@ impl Tracker {
         filters: &[LabelFilter],
         warm_up: Duration,
         now: f64,
+        state_time: f64,
     ) -> Jobs {
         let covered = q.regroup(groups, filters, &q.by);
         let ns_label = &spec.namespace_label;
         let mut restarting = Vec::new();
+        let mut episode: Option<f64> = None;
+        let mut back_at: Option<f64> = None;
         let mut known = 0;
         let mut seen = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
         for g in &covered {
@@ -112,14 +127,25 @@ impl Tracker {
                     let young = state
                         .running_ms
                         .is_some_and(|ms| ms < warm_up.as_secs_f64() * 1000.0);
-                    let c = track_restarts(seen.get(&key).copied(), c, young, now);
-                    seen.insert(key, c);
-                    Some(c)
+                    Some(track_restarts(seen.get(&key).copied(), c, young, now))
                 }
                 _ => None,
             };
-            if is_restarting(&state, count, warm_up, now) {
+            let now_restarting = is_restarting(&state, count, warm_up, now);
+            if let Some(c) = count {
+                let c = note_return(c, now_restarting, state_time);
+                if !now_restarting {
+                    if let Some(t) = c.back_at {
+                        back_at = Some(back_at.map_or(t, |b: f64| b.max(t)));
+                    }
+                }
+                seen.insert(key, c);
+            }
+            if now_restarting {
                 restarting.push(job);
+                if let Some(c) = count {
+                    *episode.get_or_insert(0.0) += c.count;
+                }
             }
         }
         let parallelism = match covered.as_slice() {
@@ -137,6 +163,8 @@ impl Tracker {
             view,
             restarting,
             parallelism,
+            episode,
+            back_at,
         }
     }
 
@@ -144,8 +172,9 @@ impl Tracker {
     /// cannot engage: usually a scrape configuration that drops or renames Flink's
     /// `job_name` on the JobManager's series.
     pub fn warn_missing(&self, signal: &str, key: &str) -> bool {
+        let id = self.hasher.key(&format!("{signal}|{key}"));
         let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        if warned.len() >= MAX_JOBS || !warned.insert(format!("{signal}|{key}")) {
+        if warned.len() >= MAX_JOBS || !warned.insert(id) {
             return false;
         }
         tracing::warn!(

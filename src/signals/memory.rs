@@ -2,13 +2,15 @@
 //! while a job restarts, or standing in for a stream whose series left the query window),
 //! the parallelism it was measured at, and since when it has been held. One bounded store
 //! with one eviction rule: an entry not requested for `idle_after` is dropped, and past
-//! `max_entries` new requests are not remembered.
+//! `max_entries` (`cache.maxRemembered`, apart from the value cache's bound) new requests are
+//! not remembered. Keyed by a [`TextKey`] of the request, without its text.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::request::Item;
+use crate::text_key::{TextHasher, TextKey};
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Remembered {
@@ -19,6 +21,8 @@ pub(super) struct Remembered {
     pub at: f64,
     /// Since when (backend time) the answer has been held for a restart.
     pub hold_since: Option<f64>,
+    /// The restart episode (`Jobs::episode`) the hold began in.
+    pub hold_episode: Option<f64>,
 }
 
 struct Slot {
@@ -27,7 +31,8 @@ struct Slot {
 }
 
 pub(super) struct Memory {
-    slots: Mutex<HashMap<String, Slot>>,
+    hasher: TextHasher,
+    slots: Mutex<HashMap<TextKey, Slot>>,
     max_entries: usize,
     idle_after: Duration,
 }
@@ -35,6 +40,7 @@ pub(super) struct Memory {
 impl Memory {
     pub fn new(max_entries: usize, idle_after: Duration) -> Self {
         Self {
+            hasher: TextHasher::default(),
             slots: Mutex::new(HashMap::new()),
             max_entries,
             idle_after,
@@ -44,12 +50,13 @@ impl Memory {
     /// Runs `f` on the entry for `key` (a default one if new) and returns what it returns.
     /// When the store is full and `key` is new, `f` runs on a scratch entry that is not kept.
     pub fn with<R>(&self, key: &str, f: impl FnOnce(&mut Remembered) -> R) -> R {
+        let key = self.hasher.key(key);
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if !slots.contains_key(key) && slots.len() >= self.max_entries {
+        if !slots.contains_key(&key) && slots.len() >= self.max_entries {
             let idle = self.idle_after;
             slots.retain(|_, s| s.requested.elapsed() < idle);
         }
-        if let Some(slot) = slots.get_mut(key) {
+        if let Some(slot) = slots.get_mut(&key) {
             slot.requested = Instant::now();
             return f(&mut slot.value);
         }
@@ -57,7 +64,7 @@ impl Memory {
         let r = f(&mut value);
         if slots.len() < self.max_entries {
             slots.insert(
-                key.to_string(),
+                key,
                 Slot {
                     value,
                     requested: Instant::now(),

@@ -122,7 +122,7 @@ impl Signals {
             pods,
             cache,
             metrics,
-            memory: memory::Memory::new(config.cache.max_entries, config.cache.idle_after),
+            memory: memory::Memory::new(config.cache.max_remembered, config.cache.idle_after),
             jobs: job_state::Tracker::default(),
         }
     }

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::labels::Labels;
+
 use crate::model::quality::Observed;
 use crate::prometheus::Sample;
 use crate::promql::{LabelFilter, PART_LABEL};
@@ -78,12 +80,12 @@ pub struct QuerySpec {
 /// The values of the parts for one label set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Group {
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     values: Vec<(PartName, f64)>,
 }
 
 impl Group {
-    pub fn new(labels: BTreeMap<String, String>) -> Self {
+    pub fn new(labels: Labels) -> Self {
         Self {
             labels,
             values: Vec::new(),
@@ -148,7 +150,7 @@ impl QuerySpec {
 
     /// Splits the samples by part and joins them on the grouping labels.
     pub fn groups(&self, samples: &[Sample]) -> Vec<Group> {
-        let mut groups: BTreeMap<BTreeMap<String, String>, Group> = BTreeMap::new();
+        let mut groups: BTreeMap<Labels, Group> = BTreeMap::new();
         let single = self.parts.len() == 1;
         for s in samples {
             let part = if single {
@@ -160,12 +162,17 @@ impl QuerySpec {
                     None => continue,
                 }
             };
-            let key: BTreeMap<String, String> = self
-                .by
-                .iter()
-                .filter_map(|l| s.labels.get(l).map(|v| (l.clone(), v.clone())))
-                .collect();
-            let g = groups.entry(key.clone()).or_insert_with(|| Group::new(key));
+            // Exact capacities: these groups stay in the cache, thousands of them.
+            let mut key = Labels::with_capacity(self.by.len());
+            for l in &self.by {
+                if let Some(v) = s.labels.get(l) {
+                    key.insert(l.clone(), v.clone());
+                }
+            }
+            let g = groups.entry(key.clone()).or_insert_with(|| Group {
+                labels: key,
+                values: Vec::with_capacity(self.parts.len()),
+            });
             g.set(part, Some(s.value));
         }
         groups.into_values().collect()
@@ -173,12 +180,12 @@ impl QuerySpec {
 
     /// The groups that pass `filters`, re-aggregated by `by` with each part's aggregation.
     pub fn regroup(&self, groups: &[Group], filters: &[LabelFilter], by: &[String]) -> Vec<Group> {
-        let mut out: BTreeMap<BTreeMap<String, String>, Group> = BTreeMap::new();
+        let mut out: BTreeMap<Labels, Group> = BTreeMap::new();
         for g in groups
             .iter()
             .filter(|g| filters.iter().all(|f| f.matches(&g.labels)))
         {
-            let key: BTreeMap<String, String> = by
+            let key: Labels = by
                 .iter()
                 .filter_map(|l| g.labels.get(l).map(|v| (l.clone(), v.clone())))
                 .collect();

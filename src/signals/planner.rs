@@ -27,6 +27,8 @@ pub(super) struct Planned {
     pub described: String,
     /// How the grouped query splits when its answer is too large.
     pub sharding: Option<super::shard::Sharding>,
+    /// For a request's own query: how to build its parts again from the request's matchers.
+    pub rebuild: Option<super::fetch::Rebuild>,
 }
 
 pub(super) fn plan(
@@ -101,6 +103,7 @@ pub(super) fn plan(
     // The grouped query answers every request whose filters only name its labels.
     let grouped = !kind.templated() && filters.iter().all(|f| fetch_by.contains(&f.label));
     let mut sharding = None;
+    let mut rebuild = None;
     let (query, filters) = if grouped {
         let by_text = fetch_by.join(", ");
         let parts = kind.parts(source, &[], &by_text);
@@ -118,7 +121,12 @@ pub(super) fn plan(
         )
     } else {
         let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
-        let parts = kind.parts(source, &matchers, &answer_by.join(", "));
+        let by_text = answer_by.join(", ");
+        let parts = kind.parts(source, &matchers, &by_text);
+        let handler = spec.handler.clone();
+        rebuild = Some(super::fetch::Rebuild::new(move || {
+            handler.parts(source, &matchers, &by_text)
+        }));
         (
             QuerySpec {
                 parts,
@@ -137,5 +145,6 @@ pub(super) fn plan(
         keep_objects,
         described,
         sharding,
+        rebuild,
     })
 }

@@ -1,7 +1,5 @@
 //! What is asked of a signal and what it answers, independent of the API group.
 
-use std::collections::BTreeMap;
-
 use crate::prometheus::Sample;
 use crate::provider::MetricError;
 use crate::selector::Selector;
@@ -9,7 +7,7 @@ use crate::selector::Selector;
 /// A signal's answer before it is shaped for an API version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    pub labels: BTreeMap<String, String>,
+    pub labels: crate::labels::Labels,
     /// The described object's name, for custom metrics.
     pub object: Option<String>,
     pub value: f64,

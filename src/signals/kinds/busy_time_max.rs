@@ -150,7 +150,7 @@ impl SignalKind for BusyTimeMax {
             labels: if jobs.len() == 1 {
                 g.labels.clone()
             } else {
-                BTreeMap::new()
+                crate::labels::Labels::new()
             },
             object: None,
             value,

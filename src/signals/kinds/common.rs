@@ -1,6 +1,6 @@
 //! What kinds share: the input of a computation, its failures, and the checked query parts.
 
-use std::collections::BTreeMap;
+use crate::labels::Labels;
 use std::time::Duration;
 
 use crate::model::quality::{self, BadData, DataPolicy};
@@ -146,15 +146,15 @@ pub fn checked(base: &str, agg: Agg, by: &str) -> Vec<Part> {
     ]
 }
 
-pub fn describe_labels(labels: &BTreeMap<String, String>) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
+pub fn describe_labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     let inner = labels
-        .iter()
+        .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
+    if inner.is_empty() {
+        return String::new();
+    }
     format!(" for {{{inner}}}")
 }
 
@@ -165,9 +165,12 @@ pub fn newest_of<'a>(groups: impl Iterator<Item = &'a Group>, now: f64) -> f64 {
 }
 
 /// `labels` restricted to `keep`.
-pub fn only(labels: &BTreeMap<String, String>, keep: &[&str]) -> BTreeMap<String, String> {
+pub fn only<'a>(
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    keep: &[&str],
+) -> Labels {
     labels
-        .iter()
+        .into_iter()
         .filter(|(k, _)| keep.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()

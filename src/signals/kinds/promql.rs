@@ -161,8 +161,7 @@ impl SignalKind for Promql {
         let mut items: Vec<Item> = Vec::new();
         let custom = self.api == Api::Custom;
         for s in samples {
-            let mut labels = s.labels.clone();
-            labels.remove("__name__");
+            let labels = crate::labels::from_map(s.labels.iter().filter(|(k, _)| *k != "__name__"));
             let value = if s.value.is_finite() {
                 s.value
             } else {

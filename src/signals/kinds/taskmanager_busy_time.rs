@@ -1,6 +1,5 @@
 //! `flinkTaskManagerBusyTime`: each TaskManager pod's busiest subtask, a custom metric of pods.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -83,7 +82,7 @@ impl SignalKind for TaskManagerBusyTime {
             match input.resolve(g) {
                 Ok(value) => items.push(Item {
                     // Custom metric values carry the object, not the series labels.
-                    labels: BTreeMap::new(),
+                    labels: crate::labels::Labels::new(),
                     object: Some(name),
                     value,
                     timestamp: g.part(PartName::NEWEST).unwrap_or(input.now),

@@ -314,7 +314,7 @@ impl SignalKind for RequiredTaskManagers {
         })?;
         Ok(vec![Item {
             labels: job
-                .map(|j| BTreeMap::from([("job_name".to_string(), j.clone())]))
+                .map(|j| [("job_name".to_string(), j.clone())].into_iter().collect())
                 .unwrap_or_default(),
             object: None,
             value: report.task_managers,
