@@ -31,7 +31,7 @@ impl MetricsProvider for Static {
     }
     async fn external(&self, _: &ExternalRequest) -> Result<Vec<ExternalValue>, MetricError> {
         Ok(vec![ExternalValue {
-            labels: [("job_name".to_string(), "orders_enrich".to_string())]
+            labels: [("job_name".into(), "orders_enrich".into())]
                 .into_iter()
                 .collect(),
             value: 734.0,
@@ -89,9 +89,9 @@ fn groups(n: usize) -> (QuerySpec, Vec<Group>) {
         .map(|i| {
             Group::new(
                 [
-                    ("namespace".to_string(), format!("ns-{}", i % 10)),
-                    ("job_name".to_string(), format!("job_{}", i / 3)),
-                    ("task_name".to_string(), format!("task_{}", i % 3)),
+                    ("namespace".into(), format!("ns-{}", i % 10).into()),
+                    ("job_name".into(), format!("job_{}", i / 3).into()),
+                    ("task_name".into(), format!("task_{}", i % 3).into()),
                 ]
                 .into_iter()
                 .collect(),

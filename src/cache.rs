@@ -12,9 +12,12 @@
 //! refreshes run at most `max_refreshes` at a time: thousands of entries falling due in the
 //! same second would otherwise open as many connections to Prometheus, which runs only
 //! `--query.max-concurrency` (20) queries at once and queues the rest, and hold every answer
-//! in memory at once. A request that finds no usable value does not wait for that limit.
+//! in memory at once. Entries waiting their turn are keys in a queue served by that many
+//! workers, not a task each (a waiting task with its future cost ~200 bytes per entry). A
+//! request that finds no usable value does not wait for that limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,22 @@ pub struct CacheSettings {
     pub max_refreshes: usize,
 }
 
-pub type Fetch<V> = Arc<dyn Fn() -> BoxFuture<'static, V> + Send + Sync>;
+/// How an entry gets its value again: one shared object per entry, so what a refresh needs
+/// (the backend, the request's matchers, …) costs one allocation, not one per captured part.
+pub trait Refetch<V>: Send + Sync {
+    fn fetch(self: Arc<Self>) -> BoxFuture<'static, V>;
+}
+
+impl<V, F> Refetch<V> for F
+where
+    F: Fn() -> BoxFuture<'static, V> + Send + Sync,
+{
+    fn fetch(self: Arc<Self>) -> BoxFuture<'static, V> {
+        (*self)()
+    }
+}
+
+pub type Fetch<V> = Arc<dyn Refetch<V>>;
 /// A fetch under way: its value, and when it was sent.
 type InFlight<V> = Shared<BoxFuture<'static, (Arc<V>, Instant)>>;
 
@@ -42,12 +60,33 @@ struct Entry<V> {
     in_flight: Option<InFlight<V>>,
     last_access: Instant,
     fetch: Fetch<V>,
+    /// Waiting in the refresh queue.
+    queued: bool,
+}
+
+/// Keys waiting for a background refresh, and the workers' wake-up.
+#[derive(Default)]
+struct RefreshQueue {
+    keys: Mutex<VecDeque<Key>>,
+    wake: tokio::sync::Notify,
+    /// The cache is gone: workers stop.
+    closed: AtomicBool,
+}
+
+impl RefreshQueue {
+    fn pop(&self) -> Option<Key> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
 }
 
 pub struct Cache<V> {
     entries: Mutex<HashMap<Key, Entry<V>>>,
     hasher: TextHasher,
-    refreshes: Arc<tokio::sync::Semaphore>,
+    queue: Arc<RefreshQueue>,
+    workers_started: AtomicBool,
     settings: CacheSettings,
     metrics: Arc<Metrics>,
     /// What a fetch that panicked yields, so waiters get an answer.
@@ -63,7 +102,8 @@ impl<V: Send + Sync + 'static> Cache<V> {
         Arc::new(Self {
             entries: Mutex::new(HashMap::new()),
             hasher: TextHasher::default(),
-            refreshes: Arc::new(tokio::sync::Semaphore::new(settings.max_refreshes.max(1))),
+            queue: Arc::default(),
+            workers_started: AtomicBool::new(false),
             settings,
             metrics,
             on_panic,
@@ -122,6 +162,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                             in_flight: None,
                             last_access: Instant::now(),
                             fetch: make_fetch(),
+                            queued: false,
                         },
                     );
                     self.metrics.cache_entries.set(entries.len() as i64);
@@ -145,9 +186,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                             .with_label_values(&["stale"])
                             .inc();
                         let v = v.clone();
-                        if entry.in_flight.is_none() {
-                            entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
-                        }
+                        self.enqueue(key, entry);
                         return v;
                     }
                     _ => {
@@ -158,7 +197,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
                         match &entry.in_flight {
                             Some(f) => f.clone(),
                             None => {
-                                let f = self.start(key, entry.fetch.clone(), false);
+                                let f = self.start(key, entry.fetch.clone());
                                 entry.in_flight = Some(f.clone());
                                 f
                             }
@@ -176,21 +215,17 @@ impl<V: Send + Sync + 'static> Cache<V> {
 
     /// Runs `fetch` on its own task, which stores the result whether or not anyone waits for
     /// it, so a caller that gives up does not cancel it for the others and a background or
-    /// stale-while-refresh fetch lands in the cache. A `background` fetch first waits its turn
-    /// among the refreshes.
-    fn start(self: &Arc<Self>, key: Key, fetch: Fetch<V>, background: bool) -> InFlight<V> {
+    /// stale-while-refresh fetch lands in the cache.
+    fn start(self: &Arc<Self>, key: Key, fetch: Fetch<V>) -> InFlight<V> {
         let weak: Weak<Self> = Arc::downgrade(self);
         let on_panic = self.on_panic;
-        let refreshes = background.then(|| self.refreshes.clone());
         let task = tokio::spawn(async move {
-            // The semaphore is never closed; were it, the refresh would just run unbounded.
-            let _turn = match refreshes {
-                Some(r) => r.acquire_owned().await.ok(),
-                None => None,
-            };
             let sent = Instant::now();
             let value = Arc::new(
-                match std::panic::AssertUnwindSafe(fetch()).catch_unwind().await {
+                match std::panic::AssertUnwindSafe(fetch.fetch())
+                    .catch_unwind()
+                    .await
+                {
                     Ok(v) => v,
                     Err(_) => on_panic("the query task panicked".into()),
                 },
@@ -249,7 +284,7 @@ impl<V: Send + Sync + 'static> Cache<V> {
         }
         let due: Vec<Key> = entries
             .iter()
-            .filter(|(_, e)| e.in_flight.is_none())
+            .filter(|(_, e)| e.in_flight.is_none() && !e.queued)
             .filter(|(_, e)| {
                 e.value
                     .as_ref()
@@ -259,10 +294,43 @@ impl<V: Send + Sync + 'static> Cache<V> {
             .collect();
         for key in due {
             if let Some(entry) = entries.get_mut(&key) {
-                entry.in_flight = Some(self.start(key, entry.fetch.clone(), true));
+                self.enqueue(key, entry);
             }
         }
         self.metrics.cache_entries.set(entries.len() as i64);
+    }
+
+    /// Queues a background refresh of `entry` unless one is queued or under way.
+    fn enqueue(self: &Arc<Self>, key: Key, entry: &mut Entry<V>) {
+        if entry.queued || entry.in_flight.is_some() {
+            return;
+        }
+        self.start_workers();
+        entry.queued = true;
+        self.queue
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(key);
+        self.queue.wake.notify_one();
+    }
+
+    /// The refresh workers, started with the first queued refresh (so a cache made outside a
+    /// runtime, or one that never refreshes, starts none). Without a runtime nothing is
+    /// started: queued entries then go stale and their next request fetches them itself.
+    fn start_workers(self: &Arc<Self>) {
+        if self.workers_started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.workers_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for _ in 0..self.settings.max_refreshes.max(1) {
+            runtime.spawn(refresh_worker(Arc::downgrade(self), self.queue.clone()));
+        }
     }
 
     /// Runs [`Cache::maintain`] until the cache is dropped.
@@ -281,6 +349,53 @@ impl<V: Send + Sync + 'static> Cache<V> {
                 }
             }
         });
+    }
+}
+
+impl<V> Drop for Cache<V> {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.wake.notify_waiters();
+    }
+}
+
+/// Takes queued keys one at a time and refreshes them, so at most as many refreshes run as
+/// there are workers.
+async fn refresh_worker<V: Send + Sync + 'static>(cache: Weak<Cache<V>>, queue: Arc<RefreshQueue>) {
+    loop {
+        if queue.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(key) = queue.pop() else {
+            queue.wake.notified().await;
+            continue;
+        };
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        let waiting = {
+            let mut entries = cache.lock();
+            match entries.get_mut(&key) {
+                // An entry evicted while queued, or a new one under the same key, is not
+                // refreshed from an old queue slot.
+                Some(entry) if entry.queued => {
+                    entry.queued = false;
+                    match entry.in_flight {
+                        Some(_) => None,
+                        None => {
+                            let f = cache.start(key, entry.fetch.clone());
+                            entry.in_flight = Some(f.clone());
+                            Some(f)
+                        }
+                    }
+                }
+                _ => None,
+            }
+        };
+        drop(cache);
+        if let Some(f) = waiting {
+            f.await;
+        }
     }
 }
 

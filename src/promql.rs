@@ -248,7 +248,7 @@ impl LabelFilter {
     }
 
     pub fn matches(&self, labels: &impl crate::labels::LabelValue) -> bool {
-        let actual = labels.label(&self.label).map(String::as_str).unwrap_or("");
+        let actual = labels.label(&self.label).unwrap_or("");
         self.values.iter().any(|v| v == actual) != self.negate
     }
 

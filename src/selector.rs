@@ -113,9 +113,11 @@ impl Requirement {
     pub fn matches(&self, labels: &impl crate::labels::LabelValue) -> bool {
         let value = labels.label(&self.key);
         match self.operator {
-            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
+            Operator::Equals | Operator::In => {
+                value.is_some_and(|v| self.values.iter().any(|x| x == v))
+            }
             Operator::NotEquals | Operator::NotIn => {
-                !value.is_some_and(|v| self.values.contains(v))
+                !value.is_some_and(|v| self.values.iter().any(|x| x == v))
             }
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),

@@ -305,9 +305,9 @@ fn mark_data_from_the_restart(jobs: &mut Jobs, groups: &[super::plan::Group], da
     }
     let job = groups
         .iter()
-        .find_map(|g| g.labels.get("job_name").cloned())
+        .find_map(|g| g.labels.get("job_name").map(|j| j.to_string()))
         .unwrap_or_else(|| "(unnamed)".into());
-    tracing::debug!(job, "the data predates the job's return to running");
+    tracing::debug!(job = %job, "the data predates the job's return to running");
     jobs.restarting.push(job);
     jobs.view = super::kinds::JobView::Restarting;
 }
@@ -331,10 +331,10 @@ fn mark_rescale_in_flight(jobs: &mut Jobs, groups: &[super::plan::Group]) {
     if data != state && jobs.restarting.is_empty() {
         let job = groups
             .iter()
-            .find_map(|g| g.labels.get("job_name").cloned())
+            .find_map(|g| g.labels.get("job_name").map(|j| j.to_string()))
             .unwrap_or_else(|| "(unnamed)".into());
         tracing::debug!(
-            job,
+            job = %job,
             state,
             data,
             "parallelism differs between the job state and the data: a rescale is in flight"

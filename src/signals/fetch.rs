@@ -5,27 +5,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::backend::QueryBackend;
-use crate::cache::Fetch;
+use crate::cache::{Fetch, Refetch};
 use crate::metrics::Metrics;
 use crate::prometheus::{PromError, QueryResult, Sample};
 use crate::provider::{MetricError, Shared};
 
-use super::plan::{Group, Part, QuerySpec};
+use super::plan::{Group, QuerySpec};
 use super::request::Mode;
 use super::shard::{self, Sharding};
 use super::Signals;
 
-/// Builds a request's own query parts again. A cache entry keeps this (the request's few
+/// Builds a request's own query again. A cache entry keeps this (the request's few
 /// matchers) rather than the query: thousands of entries would otherwise each keep a
 /// kilobyte of PromQL text between refreshes.
 #[derive(Clone)]
-pub struct Rebuild(Arc<dyn Fn() -> Vec<Part> + Send + Sync>);
+pub struct Rebuild(Arc<dyn Fn() -> QuerySpec + Send + Sync>);
 
 impl Rebuild {
-    pub fn new(build: impl Fn() -> Vec<Part> + Send + Sync + 'static) -> Self {
+    pub fn new(build: impl Fn() -> QuerySpec + Send + Sync + 'static) -> Self {
         Self(Arc::new(build))
     }
 }
@@ -33,27 +34,30 @@ impl Rebuild {
 /// What a cache entry keeps to send its query again.
 enum Kept {
     Spec(QuerySpec),
-    Rebuilt {
-        parts: Rebuild,
-        by: Vec<String>,
-        keep_samples: bool,
-    },
+    Rebuilt(Rebuild),
 }
 
 impl Kept {
     fn spec(&self) -> Cow<'_, QuerySpec> {
         match self {
             Kept::Spec(spec) => Cow::Borrowed(spec),
-            Kept::Rebuilt {
-                parts,
-                by,
-                keep_samples,
-            } => Cow::Owned(QuerySpec {
-                parts: (parts.0)(),
-                by: by.clone(),
-                keep_samples: *keep_samples,
-            }),
+            Kept::Rebuilt(rebuild) => Cow::Owned((rebuild.0)()),
         }
+    }
+}
+
+/// Everything a cache entry needs to send its query again, in one allocation.
+struct Query {
+    backend: Arc<dyn QueryBackend>,
+    metrics: Arc<Metrics>,
+    signal: Arc<str>,
+    kept: Kept,
+    shards: Shards,
+}
+
+impl Refetch<Outcome> for Query {
+    fn fetch(self: Arc<Self>) -> BoxFuture<'static, Outcome> {
+        run_query(self).boxed()
     }
 }
 
@@ -103,51 +107,40 @@ impl Signals {
     ) -> Outcome {
         let promql = spec.promql();
         let make = || -> Fetch<Outcome> {
-            let backend = self.backend.clone();
-            let metrics = self.metrics.clone();
-            let signal: Arc<str> = Arc::from(signal);
-            let kept = Arc::new(match rebuild {
-                Some(parts) => Kept::Rebuilt {
-                    parts,
-                    by: spec.by.clone(),
-                    keep_samples: spec.keep_samples,
+            Arc::new(Query {
+                backend: self.backend.clone(),
+                metrics: self.metrics.clone(),
+                signal: Arc::from(signal),
+                kept: match rebuild {
+                    Some(rebuild) => Kept::Rebuilt(rebuild),
+                    None => Kept::Spec(spec.clone()),
                 },
-                None => Kept::Spec(spec.clone()),
-            });
-            let shards = Arc::new(Shards {
-                sharding: sharding.clone(),
-                cap: AtomicUsize::new(0),
-            });
-            Arc::new(move || {
-                run_query(
-                    backend.clone(),
-                    metrics.clone(),
-                    signal.clone(),
-                    kept.clone(),
-                    shards.clone(),
-                )
-                .boxed()
+                shards: Shards {
+                    sharding: sharding.clone(),
+                    cap: AtomicUsize::new(0),
+                },
             })
         };
         match (&self.cache, mode) {
             (Some(cache), Mode::Serve) => (*cache.get_since(&promql, make, since).await).clone(),
-            _ => (make())().await,
+            _ => make().fetch().await,
         }
     }
 }
 
-async fn run_query(
-    backend: Arc<dyn QueryBackend>,
-    metrics: Arc<Metrics>,
-    signal: Arc<str>,
-    kept: Arc<Kept>,
-    shards: Arc<Shards>,
-) -> Outcome {
-    let signal: &str = &signal;
+async fn run_query(query: Arc<Query>) -> Outcome {
+    let Query {
+        backend,
+        metrics,
+        signal,
+        kept,
+        shards,
+    } = &*query;
+    let signal: &str = signal;
     let spec = kept.spec();
     let promql = spec.promql();
     let started = Instant::now();
-    let mut result = shards.send(&*backend, &promql).await;
+    let mut result = shards.send(&**backend, &promql).await;
     // One retry for a refused connection or a 5xx, after a short jittered pause: Prometheus
     // restarting answers again within seconds. Never after a timeout (the budget is spent),
     // and single flight means one retry per query, however many HPAs wait for it.
@@ -157,7 +150,7 @@ async fn run_query(
             .map(|d| d.subsec_nanos() % 200)
             .unwrap_or(100);
         tokio::time::sleep(Duration::from_millis(100 + u64::from(jitter))).await;
-        result = shards.send(&*backend, &promql).await;
+        result = shards.send(&**backend, &promql).await;
     }
     metrics
         .query_duration

@@ -109,10 +109,17 @@ impl Tracker {
         let mut known = 0;
         let mut seen = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
         for g in &covered {
-            let job = g.labels.get("job_name").cloned().unwrap_or_default();
+            let job = g
+                .labels
+                .get("job_name")
+                .map(|j| j.to_string())
+                .unwrap_or_default();
             let key = format!(
                 "{}|{job}",
-                g.labels.get(ns_label).map(String::as_str).unwrap_or("")
+                g.labels
+                    .get(ns_label.as_str())
+                    .map(|n| n.as_str())
+                    .unwrap_or("")
             );
             let state = JobState {
                 running_ms: g.part(PartName::RUNNING),

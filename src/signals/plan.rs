@@ -166,7 +166,7 @@ impl QuerySpec {
             let mut key = Labels::with_capacity(self.by.len());
             for l in &self.by {
                 if let Some(v) = s.labels.get(l) {
-                    key.insert(l.clone(), v.clone());
+                    key.insert(l.as_str().into(), v.as_str().into());
                 }
             }
             let g = groups.entry(key.clone()).or_insert_with(|| Group {
@@ -187,7 +187,11 @@ impl QuerySpec {
         {
             let key: Labels = by
                 .iter()
-                .filter_map(|l| g.labels.get(l).map(|v| (l.clone(), v.clone())))
+                .filter_map(|l| {
+                    g.labels
+                        .get(l.as_str())
+                        .map(|v| (l.as_str().into(), v.clone()))
+                })
                 .collect();
             let target = out.entry(key.clone()).or_insert_with(|| Group::new(key));
             for p in &self.parts {

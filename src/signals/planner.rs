@@ -124,8 +124,11 @@ pub(super) fn plan(
         let by_text = answer_by.join(", ");
         let parts = kind.parts(source, &matchers, &by_text);
         let handler = spec.handler.clone();
-        rebuild = Some(super::fetch::Rebuild::new(move || {
-            handler.parts(source, &matchers, &by_text)
+        let by = answer_by.clone();
+        rebuild = Some(super::fetch::Rebuild::new(move || QuerySpec {
+            parts: handler.parts(source, &matchers, &by.join(", ")),
+            by: by.clone(),
+            keep_samples,
         }));
         (
             QuerySpec {

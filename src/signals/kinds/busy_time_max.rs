@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::RestartHold;
+use crate::labels::Label;
 use crate::model::hold::HoldScaling;
 use crate::model::vertices::{self, Vertex};
 use crate::promql::{vector, Matcher};
@@ -85,7 +86,7 @@ impl SignalKind for BusyTimeMax {
 
     fn compute(&self, input: &Input<'_>) -> Result<Vec<Item>, Failure> {
         // Data quality is judged per job, over all its vertices, as one series set.
-        let mut jobs: BTreeMap<Option<&String>, (Group, Vec<Vertex>)> = BTreeMap::new();
+        let mut jobs: BTreeMap<Option<&Label>, (Group, Vec<Vertex>)> = BTreeMap::new();
         for g in input.groups {
             let (merged, verts) = jobs
                 .entry(g.labels.get("job_name"))

@@ -1,6 +1,6 @@
 //! What kinds share: the input of a computation, its failures, and the checked query parts.
 
-use crate::labels::Labels;
+use crate::labels::{Label, Labels};
 use std::time::Duration;
 
 use crate::model::quality::{self, BadData, DataPolicy};
@@ -146,10 +146,12 @@ pub fn checked(base: &str, agg: Agg, by: &str) -> Vec<Part> {
     ]
 }
 
-pub fn describe_labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+pub fn describe_labels<'a, S: AsRef<str> + 'a>(
+    labels: impl IntoIterator<Item = (&'a S, &'a S)>,
+) -> String {
     let inner = labels
         .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{}={}", k.as_ref(), v.as_ref()))
         .collect::<Vec<_>>()
         .join(",");
     if inner.is_empty() {
@@ -165,14 +167,14 @@ pub fn newest_of<'a>(groups: impl Iterator<Item = &'a Group>, now: f64) -> f64 {
 }
 
 /// `labels` restricted to `keep`.
-pub fn only<'a>(
-    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+pub fn only<'a, S: AsRef<str> + 'a>(
+    labels: impl IntoIterator<Item = (&'a S, &'a S)>,
     keep: &[&str],
 ) -> Labels {
     labels
         .into_iter()
-        .filter(|(k, _)| keep.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter(|(k, _)| keep.contains(&k.as_ref()))
+        .map(|(k, v)| (Label::from(k.as_ref()), Label::from(v.as_ref())))
         .collect()
 }
 

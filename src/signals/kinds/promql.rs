@@ -188,7 +188,10 @@ impl SignalKind for Promql {
                 }
             };
             let object = if custom {
-                let Some(name) = labels.get(&self.resource_label).cloned() else {
+                let Some(name) = labels
+                    .get(self.resource_label.as_str())
+                    .map(|n| n.to_string())
+                else {
                     continue;
                 };
                 if let Some(keep) = input.keep_objects {

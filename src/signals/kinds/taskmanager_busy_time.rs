@@ -71,7 +71,7 @@ impl SignalKind for TaskManagerBusyTime {
         let mut first_bad = None;
         let mut items = Vec::new();
         for g in input.groups {
-            let Some(name) = g.labels.get(&self.pod_label).cloned() else {
+            let Some(name) = g.labels.get(self.pod_label.as_str()).map(|n| n.to_string()) else {
                 continue;
             };
             if let Some(keep) = input.keep_objects {

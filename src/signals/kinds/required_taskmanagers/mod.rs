@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::RestartHold;
+use crate::labels::Label;
 use crate::model::capacity::{required_task_managers, Report, Targets, VertexLoad};
 use crate::promql::{vector, Matcher};
 use crate::provider::MetricError;
@@ -104,7 +105,7 @@ impl RequiredTaskManagers {
                 VertexLoad {
                     id: match (g.labels.get("task_name"), g.labels.get("task_id")) {
                         (Some(name), Some(id)) => format!("{name} [{id}]"),
-                        (name, id) => name.or(id).cloned().unwrap_or_default(),
+                        (name, id) => name.or(id).map(|n| n.to_string()).unwrap_or_default(),
                     },
                     parallelism: g.part(PartName::SUBTASKS).unwrap_or(0.0),
                     busy: g.part(BUSY),
@@ -158,8 +159,8 @@ impl RequiredTaskManagers {
     }
 }
 
-fn by_job(groups: &[Group]) -> BTreeMap<Option<&String>, Vec<&Group>> {
-    let mut jobs: BTreeMap<Option<&String>, Vec<&Group>> = BTreeMap::new();
+fn by_job(groups: &[Group]) -> BTreeMap<Option<&Label>, Vec<&Group>> {
+    let mut jobs: BTreeMap<Option<&Label>, Vec<&Group>> = BTreeMap::new();
     for g in groups {
         jobs.entry(g.labels.get("job_name")).or_default().push(g);
     }
@@ -260,7 +261,7 @@ impl SignalKind for RequiredTaskManagers {
     fn explain(&self, input: &Input<'_>) -> Option<String> {
         let mut out = String::new();
         for (job, groups) in by_job(input.groups) {
-            let job = job.map(String::as_str).unwrap_or("(no job_name)");
+            let job = job.map(Label::as_str).unwrap_or("(no job_name)");
             let _ = writeln!(out, "job {job}:");
             match self.report(&groups) {
                 Ok(r) => out.push_str(&self.describe(&r)),
@@ -314,7 +315,7 @@ impl SignalKind for RequiredTaskManagers {
         })?;
         Ok(vec![Item {
             labels: job
-                .map(|j| [("job_name".to_string(), j.clone())].into_iter().collect())
+                .map(|j| [(Label::from("job_name"), j.clone())].into_iter().collect())
                 .unwrap_or_default(),
             object: None,
             value: report.task_managers,
