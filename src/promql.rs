@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::labels::Label;
 use crate::selector::{Operator, Selector};
 
 /// Label that the server adds to tell the parts of a combined query apart; selectors may not
@@ -23,14 +24,15 @@ pub enum MatchOp {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Matcher {
-    pub label: String,
+    pub label: Label,
     pub op: MatchOp,
     /// The raw value (for regex operators: the raw, already escaped regex); quoted on output.
-    pub value: String,
+    /// Inline up to 24 bytes: a cache entry keeps its request's matchers between refreshes.
+    pub value: Label,
 }
 
 impl Matcher {
-    pub fn eq(label: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn eq(label: impl Into<Label>, value: impl Into<Label>) -> Self {
         Self {
             label: label.into(),
             op: MatchOp::Eq,
@@ -38,7 +40,7 @@ impl Matcher {
         }
     }
 
-    pub fn re(label: impl Into<String>, regex: impl Into<String>) -> Self {
+    pub fn re(label: impl Into<Label>, regex: impl Into<Label>) -> Self {
         Self {
             label: label.into(),
             op: MatchOp::Re,
@@ -253,17 +255,17 @@ impl LabelFilter {
     }
 
     pub fn matcher(&self) -> Matcher {
-        let label = self.label.clone();
+        let label = Label::from(self.label.as_str());
         match (self.values.as_slice(), self.negate) {
             ([one], false) => Matcher {
                 label,
                 op: MatchOp::Eq,
-                value: one.clone(),
+                value: one.as_str().into(),
             },
             ([one], true) => Matcher {
                 label,
                 op: MatchOp::Ne,
-                value: one.clone(),
+                value: one.as_str().into(),
             },
             (many, negate) => Matcher {
                 label,
@@ -272,7 +274,8 @@ impl LabelFilter {
                     .iter()
                     .map(|v| regex_escape(v))
                     .collect::<Vec<_>>()
-                    .join("|"),
+                    .join("|")
+                    .into(),
             },
         }
     }

@@ -433,7 +433,7 @@ fn check_vector(metric: &str, matchers: &[Matcher]) -> Result<(), String> {
     }
     let want: Vec<ReadMatcher> = matchers
         .iter()
-        .map(|m| (m.label.clone(), m.op, m.value.as_bytes().to_vec()))
+        .map(|m| (m.label.to_string(), m.op, m.value.as_bytes().to_vec()))
         .collect();
     if read != want {
         return Err(format!("{text:?} reads back as {read:?}, not {want:?}"));
@@ -444,7 +444,10 @@ fn check_vector(metric: &str, matchers: &[Matcher]) -> Result<(), String> {
 /// PromQL's meaning of one matcher; label regexes are anchored at both ends. The regex crate
 /// stands in for RE2 here; the Prometheus test checks the real engine.
 fn matcher_selects(m: &Matcher, labels: &Labels) -> bool {
-    let actual = labels.get(&m.label).map(String::as_str).unwrap_or("");
+    let actual = labels
+        .get(m.label.as_str())
+        .map(String::as_str)
+        .unwrap_or("");
     match m.op {
         MatchOp::Eq => actual == m.value,
         MatchOp::Ne => actual != m.value,
