@@ -42,6 +42,36 @@ fn busy_job(ns: &str, job: &str, busy: &[f64]) -> Vec<Series> {
         .collect()
 }
 
+/// Job `orders-enrich` in `ns`: one busy task and the JobManager's job series.
+fn one_task_job(bed: &Bed, ns: &str, busy: f64, running_ms: f64, restarts: f64) {
+    let mut s = job_state_of(ns, "orders-enrich", running_ms, restarts);
+    s.extend(busy_job(ns, "orders-enrich", &[busy]));
+    bed.store.set(ns, s);
+}
+
+/// Job `orders-enrich` in a new namespace, running at 500 ms/s, once `busy_short_hold`
+/// (`maxHold` 2 s) serves it: the namespace and the request's path.
+async fn served_at_500_with_a_short_hold(name: &str) -> (String, String) {
+    let bed = bed();
+    let ns = unique(name);
+    let path = ext(&ns, "busy_short_hold", "job_name=orders-enrich");
+    one_task_job(bed, &ns, 500.0, 600_000.0, 0.0);
+    bed.main
+        .client()
+        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
+        .await;
+    (ns, path)
+}
+
+/// Waits until Prometheus holds `count` restarts for the job in `ns`.
+async fn restarts_scraped(ns: &str, count: u32) {
+    wait_scraped(
+        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == {count}"),
+        1,
+    )
+    .await;
+}
+
 fn value(r: &Reply) -> serde_json::Value {
     r.body["items"][0]["value"].clone()
 }
@@ -85,29 +115,18 @@ async fn a_held_busy_time_is_moved_to_the_new_parallelism() {
 
 #[tokio::test]
 async fn a_failed_evaluation_does_not_disable_the_next_hold() {
+    // maxHold 2 s: a hold that started at the first restart is long over by the second.
+    let (ns, path) = served_at_500_with_a_short_hold("failed-eval").await;
     let bed = bed();
     let client = bed.main.client();
-    let ns = unique("failed-eval");
-    // maxHold 2 s: a hold that started at the first restart is long over by the second.
-    let path = ext(&ns, "busy_short_hold", "job_name=orders-enrich");
     let set = |busy: f64, running_ms: f64, restarts: f64| {
-        let mut s = job_state_of(&ns, "orders-enrich", running_ms, restarts);
-        s.extend(busy_job(&ns, "orders-enrich", &[busy]));
-        bed.store.set(&ns, s);
+        one_task_job(bed, &ns, busy, running_ms, restarts)
     };
-    set(500.0, 600_000.0, 0.0);
-    client
-        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
-        .await;
     set(0.0, 3_000.0, 1.0);
     // The restart must be seen (and its runningTime reset with it) before the job warms
     // again: a rise of the restart count whose runningTime never reset is a restart still
     // under way.
-    wait_scraped(
-        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 1"),
-        1,
-    )
-    .await;
+    restarts_scraped(&ns, 1).await;
     client
         .wait_for(&path, |r| r.status == 200 && value(r) == "500")
         .await;
@@ -117,32 +136,21 @@ async fn a_failed_evaluation_does_not_disable_the_next_hold() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     // A second restart: the last good value is held again.
     set(0.0, 3_000.0, 2.0);
-    wait_scraped(
-        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 2"),
-        1,
-    )
-    .await;
+    restarts_scraped(&ns, 2).await;
     let r = client.wait_for(&path, |r| r.status != 503).await;
     assert_eq!((r.status, value(&r)), (200, json!("500")), "{}", r.body);
 }
 
 #[tokio::test]
 async fn a_hold_that_ran_out_does_not_keep_the_next_restart_from_holding() {
-    let bed = bed();
-    let client = bed.main.client();
-    let ns = unique("next-restart");
     // maxHold 2 s. The job restarts twice and is never seen running in between (an HPA that
     // polls less often than the job restarts): the second restart holds again.
-    let path = ext(&ns, "busy_short_hold", "job_name=orders-enrich");
+    let (ns, path) = served_at_500_with_a_short_hold("next-restart").await;
+    let bed = bed();
+    let client = bed.main.client();
     let set = |busy: f64, running_ms: f64, restarts: f64| {
-        let mut s = job_state_of(&ns, "orders-enrich", running_ms, restarts);
-        s.extend(busy_job(&ns, "orders-enrich", &[busy]));
-        bed.store.set(&ns, s);
+        one_task_job(bed, &ns, busy, running_ms, restarts)
     };
-    set(500.0, 600_000.0, 0.0);
-    client
-        .wait_for(&path, |r| r.status == 200 && value(r) == "500")
-        .await;
     set(0.0, 3_000.0, 1.0);
     client
         .wait_for(&path, |r| r.status == 200 && value(r) == "500")
@@ -152,11 +160,7 @@ async fn a_hold_that_ran_out_does_not_keep_the_next_restart_from_holding() {
         .wait_for(&path, |r| r.status == 200 && value(r) == "0")
         .await;
     set(0.0, 2_000.0, 2.0);
-    wait_scraped(
-        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 2"),
-        1,
-    )
-    .await;
+    restarts_scraped(&ns, 2).await;
     let r = client
         .wait_for(&path, |r| r.status == 200 && value(r) == "500")
         .await;
@@ -433,11 +437,7 @@ async fn a_restart_count_that_rises_before_running_time_resets_holds() {
     // Flink 1.20 while RESTARTING: numRestarts has risen, runningTime still counts the old
     // attempt, and the new tasks read 1000 ms/s while they initialise.
     set(1000.0, 610_000.0, 1.0);
-    wait_scraped(
-        &format!("flink_jobmanager_job_numRestarts{{namespace=\"{ns}\"}} == 1"),
-        1,
-    )
-    .await;
+    restarts_scraped(&ns, 1).await;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while std::time::Instant::now() < until {
         let r = client.get(&path).await;
