@@ -303,13 +303,19 @@ fn mark_data_from_the_restart(jobs: &mut Jobs, groups: &[super::plan::Group], da
     if !jobs.restarting.is_empty() || !predates_return(jobs.back_at, data_time) {
         return;
     }
+    let job = count_as_restarting(jobs, groups);
+    tracing::debug!(job = %job, "the data predates the job's return to running");
+}
+
+/// Counts the job the groups belong to as restarting, and names it.
+fn count_as_restarting(jobs: &mut Jobs, groups: &[super::plan::Group]) -> String {
     let job = groups
         .iter()
         .find_map(|g| g.labels.get("job_name").map(|j| j.to_string()))
         .unwrap_or_else(|| "(unnamed)".into());
-    tracing::debug!(job = %job, "the data predates the job's return to running");
-    jobs.restarting.push(job);
+    jobs.restarting.push(job.clone());
     jobs.view = super::kinds::JobView::Restarting;
+    job
 }
 
 /// The job-state snapshot and a signal's own data are fetched (and cached) separately, and
@@ -329,17 +335,12 @@ fn mark_rescale_in_flight(jobs: &mut Jobs, groups: &[super::plan::Group]) {
         return;
     };
     if data != state && jobs.restarting.is_empty() {
-        let job = groups
-            .iter()
-            .find_map(|g| g.labels.get("job_name").map(|j| j.to_string()))
-            .unwrap_or_else(|| "(unnamed)".into());
+        let job = count_as_restarting(jobs, groups);
         tracing::debug!(
             job = %job,
             state,
             data,
             "parallelism differs between the job state and the data: a rescale is in flight"
         );
-        jobs.restarting.push(job);
-        jobs.view = super::kinds::JobView::Restarting;
     }
 }

@@ -29,6 +29,11 @@ impl Rebuild {
     pub fn new(build: impl Fn() -> QuerySpec + Send + Sync + 'static) -> Self {
         Self(Arc::new(build))
     }
+
+    /// The query, built now.
+    pub fn spec(&self) -> QuerySpec {
+        (self.0)()
+    }
 }
 
 /// What a cache entry keeps to send its query again.
@@ -41,7 +46,7 @@ impl Kept {
     fn spec(&self) -> Cow<'_, QuerySpec> {
         match self {
             Kept::Spec(spec) => Cow::Borrowed(spec),
-            Kept::Rebuilt(rebuild) => Cow::Owned((rebuild.0)()),
+            Kept::Rebuilt(rebuild) => Cow::Owned(rebuild.spec()),
         }
     }
 }

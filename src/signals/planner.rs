@@ -121,23 +121,16 @@ pub(super) fn plan(
         )
     } else {
         let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
-        let by_text = answer_by.join(", ");
-        let parts = kind.parts(source, &matchers, &by_text);
         let handler = spec.handler.clone();
         let by = answer_by.clone();
-        rebuild = Some(super::fetch::Rebuild::new(move || QuerySpec {
+        let own = super::fetch::Rebuild::new(move || QuerySpec {
             parts: handler.parts(source, &matchers, &by.join(", ")),
             by: by.clone(),
             keep_samples,
-        }));
-        (
-            QuerySpec {
-                parts,
-                by: answer_by.clone(),
-                keep_samples,
-            },
-            Vec::new(),
-        )
+        });
+        let query = own.spec();
+        rebuild = Some(own);
+        (query, Vec::new())
     };
     Ok(Planned {
         query,

@@ -1,6 +1,6 @@
 //! What kinds share: the input of a computation, its failures, and the checked query parts.
 
-use crate::labels::{Label, Labels};
+use crate::labels::Labels;
 use std::time::Duration;
 
 use crate::model::quality::{self, BadData, DataPolicy};
@@ -171,11 +171,11 @@ pub fn only<'a, S: AsRef<str> + 'a>(
     labels: impl IntoIterator<Item = (&'a S, &'a S)>,
     keep: &[&str],
 ) -> Labels {
-    labels
-        .into_iter()
-        .filter(|(k, _)| keep.contains(&k.as_ref()))
-        .map(|(k, v)| (Label::from(k.as_ref()), Label::from(v.as_ref())))
-        .collect()
+    crate::labels::from_map(
+        labels
+            .into_iter()
+            .filter(|(k, _)| keep.contains(&k.as_ref())),
+    )
 }
 
 /// The restart hold of a kind that reads rates or slopes over `window`: the window must hold
