@@ -217,17 +217,20 @@ async fn keys(args: &[String]) {
     let server = arg(args, "--server").expect("--server");
     let pid = arg(args, "--pid").expect("--pid");
     let n = num(args, "--count", 10_000);
+    let metric = arg(args, "--metric").unwrap_or_else(|| "flink_busy_time_max".into());
     let c = client();
     let before = rss_kib(&pid);
     let anon_before = status_kib(&pid, "RssAnon:");
     let started = Instant::now();
-    // Distinct selectors that do not fit the grouped query: each is its own cache entry.
+    // Distinct selectors that name a label outside the signal's grouping: for a signal whose
+    // parts re-aggregate exactly they share one query per job, otherwise each is its own
+    // cache entry.
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
     let mut tasks = Vec::new();
     for i in 0..n {
         let c = c.clone();
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let url = format!("{server}/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/flink_busy_time_max?labelSelector=job_name%3Djob-{},host!%3Dh{i}", i % 100);
+        let url = format!("{server}/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/{metric}?labelSelector=job_name%3Djob-{},host!%3Dh{i}", i % 100);
         tasks.push(tokio::spawn(async move {
             let ok = c
                 .get(&url)
@@ -263,7 +266,7 @@ async fn keys(args: &[String]) {
     // anonymous memory, what the keys cost.
     let per_key = (anon_after.saturating_sub(anon_before) * 1024) / n.max(1);
     println!(
-        "keys={n} seconds={seconds:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={after} anon_before_kib={anon_before} anon_after_kib={anon_after} file_kib={} bytes_per_key={per_key} {entries}",
+        "metric={metric} keys={n} seconds={seconds:.1} codes={codes:?} rss_before_kib={before} rss_after_kib={after} anon_before_kib={anon_before} anon_after_kib={anon_after} file_kib={} bytes_per_key={per_key} {entries}",
         status_kib(&pid, "RssFile:")
     );
 }

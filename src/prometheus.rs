@@ -1,11 +1,13 @@
 //! A client for Prometheus' HTTP query API (also Thanos, Cortex, Mimir, VictoriaMetrics).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::config::PrometheusSettings;
 
@@ -96,10 +98,10 @@ pub struct Client {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -111,25 +113,35 @@ struct Envelope {
     infos: Vec<String>,
 }
 
+/// The result is kept as its JSON text, borrowed from the body, and read once into its typed
+/// form: going through a `serde_json::Value` tree first held every series of a large answer
+/// twice over, as a tree of maps and again as samples.
 #[derive(Deserialize)]
-struct Data {
+struct Data<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    #[serde(borrow)]
+    result: &'a RawValue,
 }
 
 #[derive(Deserialize)]
-struct MatrixItem {
+struct MatrixItem<'a> {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    values: Vec<(f64, String)>,
+    #[serde(borrow)]
+    values: Vec<(f64, Cow<'a, str>)>,
 }
 
 #[derive(Deserialize)]
-struct VectorItem {
+struct VectorItem<'a> {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    value: (f64, String),
+    #[serde(borrow)]
+    value: (f64, Cow<'a, str>),
+}
+
+fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, PromError> {
+    serde_json::from_str(raw.get()).map_err(|e| PromError::Decode(e.to_string()))
 }
 
 impl Client {
@@ -205,11 +217,11 @@ impl Client {
         if let Some(t) = time {
             form.push(("time", format!("{t:.3}")));
         }
-        let (data, Notes { warnings, infos }) = self.call(&self.query_url, &form).await?;
+        let (status, body) = self.call(&self.query_url, &form).await?;
+        let (data, Notes { warnings, infos }) = decode(status, &body)?;
         let samples = match data.result_type.as_str() {
             "vector" => {
-                let items: Vec<VectorItem> = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                let items: Vec<VectorItem> = read(data.result)?;
                 if items.len() > self.max_series {
                     return Err(PromError::TooManySeries(items.len(), self.max_series));
                 }
@@ -223,8 +235,7 @@ impl Client {
                     .collect()
             }
             "scalar" => {
-                let (ts, v): (f64, String) = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                let (ts, v): (f64, Cow<str>) = read(data.result)?;
                 vec![Sample {
                     labels: BTreeMap::new(),
                     value: parse_value(&v),
@@ -258,15 +269,15 @@ impl Client {
             ("end", format!("{end:.3}")),
             ("step", format!("{step}")),
         ];
-        let (data, Notes { warnings, infos }) = self.call(&self.range_url, &form).await?;
+        let (status, body) = self.call(&self.range_url, &form).await?;
+        let (data, Notes { warnings, infos }) = decode(status, &body)?;
         if data.result_type != "matrix" {
             return Err(PromError::Decode(format!(
                 "result type {} where a range vector was expected",
                 data.result_type
             )));
         }
-        let items: Vec<MatrixItem> =
-            serde_json::from_value(data.result).map_err(|e| PromError::Decode(e.to_string()))?;
+        let items: Vec<MatrixItem> = read(data.result)?;
         if items.len() > self.max_series {
             return Err(PromError::TooManySeries(items.len(), self.max_series));
         }
@@ -288,7 +299,7 @@ impl Client {
         })
     }
 
-    /// Sends one query request and returns the answer's data and annotations.
+    /// Sends one query request and returns the answer's status and body.
     /// Whether Prometheus answers at all: any HTTP answer from its build-info endpoint counts
     /// (Thanos and Mimir may not serve it), so only an unreachable host or a timeout fails.
     /// Not a query, so it does not show among Prometheus' query counts.
@@ -305,7 +316,7 @@ impl Client {
             .map_err(|e| self.transport_error(e))
     }
 
-    async fn call(&self, url: &str, form: &[(&str, String)]) -> Result<(Data, Notes), PromError> {
+    async fn call(&self, url: &str, form: &[(&str, String)]) -> Result<(u16, Vec<u8>), PromError> {
         let mut req = self.http.post(url).form(form);
         if let Some(path) = &self.token_file {
             // Read on every query: projected service-account tokens rotate on disk.
@@ -324,7 +335,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        decode(status, &body)
+        Ok((status, body))
     }
 
     fn transport_error(&self, e: reqwest::Error) -> PromError {
@@ -362,7 +373,7 @@ struct Notes {
 const INFO_PREFIX: &str = "PromQL info:";
 
 /// Reads an answer body: its data and annotations, or the error it carries.
-fn decode(status: u16, body: &[u8]) -> Result<(Data, Notes), PromError> {
+fn decode(status: u16, body: &[u8]) -> Result<(Data<'_>, Notes), PromError> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| {
         if status >= 400 {
             PromError::Api {

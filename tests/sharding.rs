@@ -87,3 +87,89 @@ async fn grouped_queries_over_the_cap_are_sharded_by_job() {
         Err(prometheus::PromError::TooManySeries(n, 100)) if n > 100
     ));
 }
+
+/// Requests whose selectors name labels outside a signal's grouping (a TaskManager, a subtask)
+/// share one query grouped by those labels too, and each gets what a query of its own gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_on_other_labels_share_one_query_and_answer_as_their_own() {
+    let store = Store::default();
+    store.set("platform", (0..4).flat_map(platform::job_series).collect());
+    let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
+    let prom = LocalPrometheus::start(&[addr], Duration::from_secs(1))
+        .await
+        .expect("prometheus");
+    prom.wait_for_first_scrape(Duration::from_secs(30))
+        .await
+        .expect("first scrape");
+    let direct = prometheus::Client::new(
+        &Config::from_yaml(
+            &format!("prometheus: {{url: \"{}\"}}\n", prom.url),
+            "t.yaml",
+        )
+        .expect("config")
+        .prometheus,
+    )
+    .expect("client");
+    let s = signals(&prom.url, "");
+    // Job 3 runs at parallelism 48 on two pods: its subtasks alternate between them.
+    let (j, ns) = (3, platform::namespace(3));
+    let tm = |i: usize| format!("flink_taskmanager_{j}_{i}");
+    let cases = [
+        (
+            format!("job_name=job-{j},tm_id!={}", tm(0)),
+            format!("tm_id!=\"{}\"", tm(0)),
+        ),
+        (
+            format!("job_name=job-{j},tm_id!={}", tm(1)),
+            format!("tm_id!=\"{}\"", tm(1)),
+        ),
+        (
+            format!("job_name=job-{j},tm_id in ({})", tm(1)),
+            format!("tm_id=\"{}\"", tm(1)),
+        ),
+        (
+            format!("job_name=job-{j},subtask_index notin (0,1,2),task_name=stage_3"),
+            "subtask_index!~\"0|1|2\",task_name=\"stage_3\"".into(),
+        ),
+    ];
+    let mut queries = Vec::new();
+    for (selector, matchers) in &cases {
+        let req = ExternalRequest {
+            namespace: ns.clone(),
+            metric: "flink_busy_time_max".into(),
+            selector: Selector::parse(selector).expect("selector"),
+        };
+        let got = s.external(&req).await.expect("answer");
+        let own = direct
+            .instant(&format!(
+                "max(flink_taskmanager_job_task_busyTimeMsPerSecond{{namespace=\"{ns}\",job_name=\"job_{j}\",{matchers}}} >= 0 < +Inf)"
+            ))
+            .await
+            .expect("own query");
+        assert_eq!(got.len(), 1, "{selector}");
+        assert_eq!(own.samples.len(), 1, "{selector}");
+        assert_eq!(got[0].value, own.samples[0].value, "{selector}");
+        queries.push(
+            s.planned_promql(
+                "flink_busy_time_max",
+                &Request {
+                    namespace: Some(ns.clone()),
+                    series: req.selector.clone(),
+                    objects: None,
+                },
+            )
+            .expect("known signal")
+            .expect("planned"),
+        );
+    }
+    // The answers differ, the query does not: one for the TaskManager filters, one grouped by
+    // subtask and task name too.
+    assert_eq!(queries[0], queries[1]);
+    assert_eq!(queries[1], queries[2]);
+    assert_ne!(queries[2], queries[3]);
+    assert!(
+        queries[0].contains("tm_id") && !queries[0].contains("tm_id!="),
+        "{}",
+        queries[0]
+    );
+}

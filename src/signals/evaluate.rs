@@ -92,7 +92,9 @@ impl Signals {
             .query
             .regroup(&fetched.groups, &planned.filters, &planned.answer_by);
         let mut jobs = jobs;
-        if !req.series.mentions("task_name") && !req.series.mentions("task_id") {
+        // Filtered to some subtasks (one vertex, one TaskManager), the groups do not show
+        // the job's parallelism.
+        if planned.whole_jobs {
             mark_rescale_in_flight(&mut jobs, &groups);
         }
         mark_data_from_the_restart(&mut jobs, &groups, fetched.eval_time);

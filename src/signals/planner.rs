@@ -21,6 +21,9 @@ pub(super) struct Planned {
     /// The request's own filters on the namespace and job, whether or not the query is
     /// grouped: the Flink jobs it covers.
     pub job_filters: Vec<LabelFilter>,
+    /// The request's filters name only the namespace and the job, so every subtask of its
+    /// jobs is in its groups (and their count is the job's parallelism).
+    pub whole_jobs: bool,
     /// Pod names resolved through the Kubernetes API.
     pub keep_objects: Option<Vec<String>>,
     /// The request as matchers, for messages.
@@ -57,14 +60,16 @@ pub(super) fn plan(
         reserved: if namespaced { &reserved_ns } else { &[] },
     };
     filters.extend(t.filters(&req.series).map_err(bad)?);
-    let job_filters = filters
+    let job_filters: Vec<LabelFilter> = filters
         .iter()
         .filter(|f| f.label == ns_label || f.label == "job_name")
         .cloned()
         .collect();
+    let mut whole_jobs = job_filters.len() == filters.len();
 
     let object_label = kind.object_label();
     let mut keep_objects = None;
+    whole_jobs &= req.objects.is_none();
     match &req.objects {
         None => {}
         Some(Objects::Named(name)) => filters.push(LabelFilter::eq(object_label, name)),
@@ -119,6 +124,39 @@ pub(super) fn plan(
             },
             filters,
         )
+    } else if !kind.templated() && kind.regroups_exactly(source) {
+        // Filters on the grouping labels go into the query, the others are applied to its
+        // groups: requests that differ only in those (`host!=a`, `host!=b`, …) share one
+        // query, one cache entry and one answer, grouped by the labels they name.
+        let (inside, outside): (Vec<LabelFilter>, Vec<LabelFilter>) = filters
+            .into_iter()
+            .partition(|f| fetch_by.contains(&f.label));
+        let mut by = fetch_by;
+        for f in &outside {
+            if !by.contains(&f.label) {
+                by.push(f.label.clone());
+            }
+        }
+        let matchers: Vec<Matcher> = inside.iter().map(LabelFilter::matcher).collect();
+        let by_text = by.join(", ");
+        let handler = spec.handler.clone();
+        let (shard_handler, shard_matchers, shard_by) =
+            (handler.clone(), matchers.clone(), by_text.clone());
+        let build: super::shard::BuildParts = std::sync::Arc::new(move |m: &[Matcher]| {
+            let mut all = shard_matchers.clone();
+            all.extend_from_slice(m);
+            shard_handler.parts(source, &all, &shard_by)
+        });
+        sharding = super::shard::Sharding::new(&by, build);
+        let own_by = by.clone();
+        let own = super::fetch::Rebuild::new(move || QuerySpec {
+            parts: handler.parts(source, &matchers, &by_text),
+            by: own_by.clone(),
+            keep_samples,
+        });
+        let query = own.spec();
+        rebuild = Some(own);
+        (query, outside)
     } else {
         let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
         let handler = spec.handler.clone();
@@ -138,6 +176,7 @@ pub(super) fn plan(
         filters,
         answer_by,
         job_filters,
+        whole_jobs,
         keep_objects,
         described,
         sharding,

@@ -73,6 +73,10 @@ impl SignalKind for BusyTimeMax {
 
     // Grouped by vertex (`task_id`; `task_name` names the same vertex and lets a selector
     // on it use the grouped query): a vertex at its own maximum parallelism is left out.
+    fn regroups_exactly(&self, _: Source) -> bool {
+        true
+    }
+
     fn grouping(&self, _: Source) -> Grouping {
         Grouping::new(
             &["job_name", "task_id", "task_name"],

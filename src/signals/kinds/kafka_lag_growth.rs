@@ -57,6 +57,10 @@ impl SignalKind for KafkaLagGrowth {
         SignalType::FlinkKafkaLagGrowth
     }
 
+    fn regroups_exactly(&self, _: Source) -> bool {
+        true
+    }
+
     fn grouping(&self, _: Source) -> Grouping {
         Grouping::new(&["job_name"], &["job_name"])
     }

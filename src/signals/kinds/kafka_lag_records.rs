@@ -111,6 +111,11 @@ impl SignalKind for KafkaLagRecords {
         }
     }
 
+    // The sources' rate picks records-in or records-out per group.
+    fn regroups_exactly(&self, source: Source) -> bool {
+        source == Source::KafkaExporter
+    }
+
     fn grouping(&self, source: Source) -> Grouping {
         match source {
             Source::Flink => Grouping::new(&["job_name"], &["job_name"]),

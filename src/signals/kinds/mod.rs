@@ -152,6 +152,16 @@ pub trait SignalKind: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether every part of `source`'s query aggregates per-series values with the
+    /// aggregation its `Agg` repeats (`sum`, `max`, `min`, or `count` summed): the query
+    /// grouped by more labels, filtered and re-aggregated, then gives the same groups. Requests
+    /// whose selectors name labels outside the grouping then share one query grouped by those
+    /// labels too, instead of a query each. Not so for a part that picks one expression or
+    /// another per group (`a > 0 or b`) or counts distinct values (`count(count by (x))`).
+    fn regroups_exactly(&self, _source: Source) -> bool {
+        false
+    }
+
     /// A human account of how the answer was reached (every input and term), for
     /// `query --explain`; `None` where the query and samples already say it all.
     fn explain(&self, _input: &Input<'_>) -> Option<String> {

@@ -84,6 +84,10 @@ impl SignalKind for PravegaSegments {
         false
     }
 
+    fn regroups_exactly(&self, _: Source) -> bool {
+        true
+    }
+
     fn grouping(&self, _: Source) -> Grouping {
         Grouping::new(&["scope", "stream"], &["scope", "stream"])
     }

@@ -56,6 +56,10 @@ impl SignalKind for TaskManagerBusyTime {
         &self.pod_label
     }
 
+    fn regroups_exactly(&self, _: Source) -> bool {
+        true
+    }
+
     fn grouping(&self, _: Source) -> Grouping {
         Grouping::new(&[&self.pod_label], &[&self.pod_label])
     }
