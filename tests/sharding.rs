@@ -26,12 +26,12 @@ fn signals(url: &str, extra: &str) -> Signals {
     Signals::new(&config, client, None, Metrics::new())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grouped_queries_over_the_cap_are_sharded_by_job() {
+/// A real Prometheus that has scraped the synthetic platform's first `jobs` jobs once.
+async fn scraped_platform(jobs: usize) -> LocalPrometheus {
     let store = Store::default();
     store.set(
         "platform",
-        (0..JOBS).flat_map(platform::job_series).collect(),
+        (0..jobs).flat_map(platform::job_series).collect(),
     );
     let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
     let prom = LocalPrometheus::start(&[addr], Duration::from_secs(1))
@@ -40,6 +40,22 @@ async fn grouped_queries_over_the_cap_are_sharded_by_job() {
     prom.wait_for_first_scrape(Duration::from_secs(30))
         .await
         .expect("first scrape");
+    prom
+}
+
+/// A Prometheus client of our own, to ask what a query gives without the server.
+fn direct_client(url: &str, extra: &str) -> prometheus::Client {
+    let config = Config::from_yaml(
+        &format!("prometheus: {{url: \"{url}\"{extra}}}\n"),
+        "t.yaml",
+    )
+    .expect("config");
+    prometheus::Client::new(&config.prometheus).expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_queries_over_the_cap_are_sharded_by_job() {
+    let prom = scraped_platform(JOBS).await;
 
     // 12 jobs × 8 vertices × 3 parts with samples (value, newest, subtasks): 288 series in
     // one grouped answer, 24 per job.
@@ -62,15 +78,7 @@ async fn grouped_queries_over_the_cap_are_sharded_by_job() {
         );
     }
     // Without sharding, the capped server's grouped query is refused outright.
-    let direct = prometheus::Client::new(
-        &Config::from_yaml(
-            &format!("prometheus: {{url: \"{}\", maxSeries: 100}}\n", prom.url),
-            "t.yaml",
-        )
-        .expect("config")
-        .prometheus,
-    )
-    .expect("client");
+    let direct = direct_client(&prom.url, ", maxSeries: 100");
     let grouped = capped
         .planned_promql(
             "flink_busy_time_max",
@@ -92,24 +100,8 @@ async fn grouped_queries_over_the_cap_are_sharded_by_job() {
 /// share one query grouped by those labels too, and each gets what a query of its own gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selectors_on_other_labels_share_one_query_and_answer_as_their_own() {
-    let store = Store::default();
-    store.set("platform", (0..4).flat_map(platform::job_series).collect());
-    let addr = exporter::spawn(Arc::new(store)).await.expect("exporter");
-    let prom = LocalPrometheus::start(&[addr], Duration::from_secs(1))
-        .await
-        .expect("prometheus");
-    prom.wait_for_first_scrape(Duration::from_secs(30))
-        .await
-        .expect("first scrape");
-    let direct = prometheus::Client::new(
-        &Config::from_yaml(
-            &format!("prometheus: {{url: \"{}\"}}\n", prom.url),
-            "t.yaml",
-        )
-        .expect("config")
-        .prometheus,
-    )
-    .expect("client");
+    let prom = scraped_platform(4).await;
+    let direct = direct_client(&prom.url, "");
     let s = signals(&prom.url, "");
     // Job 3 runs at parallelism 48 on two pods: its subtasks alternate between them.
     let (j, ns) = (3, platform::namespace(3));
