@@ -363,11 +363,16 @@ impl<V> Drop for Cache<V> {
 /// there are workers.
 async fn refresh_worker<V: Send + Sync + 'static>(cache: Weak<Cache<V>>, queue: Arc<RefreshQueue>) {
     loop {
+        // Registered before the checks, so a wake-up sent between them and the wait (a key
+        // queued, or the cache dropped) is not missed.
+        let wake = queue.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
         if queue.closed.load(Ordering::Acquire) {
             return;
         }
         let Some(key) = queue.pop() else {
-            queue.wake.notified().await;
+            wake.await;
             continue;
         };
         let Some(cache) = cache.upgrade() else {
@@ -558,6 +563,23 @@ mod tests {
         )
         .await;
         assert!(miss.is_ok(), "a miss does not queue behind refreshes");
+    }
+
+    #[tokio::test]
+    async fn refresh_workers_stop_when_the_cache_is_dropped() {
+        let c = cache(30, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
+            .await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        c.maintain();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let queue = c.queue.clone();
+        // The cache and its two workers.
+        assert_eq!(Arc::strong_count(&queue), 4);
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(Arc::strong_count(&queue), 1, "every worker has stopped");
     }
 
     #[tokio::test]
