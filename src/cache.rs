@@ -499,14 +499,21 @@ mod tests {
         assert_eq!(*c.get("q", || unreachable_fetch()).await, 2);
     }
 
-    #[tokio::test]
-    async fn background_refresh_and_idle_eviction() {
-        let c = cache(30, 10);
+    /// One entry fetched, left past the refresh interval (30 ms), and a maintenance pass:
+    /// its background refresh is queued. Returns the entry's fetch count.
+    async fn one_entry_due_and_maintained(c: &Arc<Cache<usize>>) -> Arc<AtomicUsize> {
         let calls = Arc::new(AtomicUsize::new(0));
         c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
             .await;
         tokio::time::sleep(Duration::from_millis(40)).await;
         c.maintain();
+        calls
+    }
+
+    #[tokio::test]
+    async fn background_refresh_and_idle_eviction() {
+        let c = cache(30, 10);
+        let calls = one_entry_due_and_maintained(&c).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
@@ -568,11 +575,7 @@ mod tests {
     #[tokio::test]
     async fn refresh_workers_stop_when_the_cache_is_dropped() {
         let c = cache(30, 10);
-        let calls = Arc::new(AtomicUsize::new(0));
-        c.get("q", || counting_fetch(calls.clone(), Duration::ZERO))
-            .await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        c.maintain();
+        one_entry_due_and_maintained(&c).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let queue = c.queue.clone();
         // The cache and its two workers.

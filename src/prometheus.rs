@@ -299,7 +299,6 @@ impl Client {
         })
     }
 
-    /// Sends one query request and returns the answer's status and body.
     /// Whether Prometheus answers at all: any HTTP answer from its build-info endpoint counts
     /// (Thanos and Mimir may not serve it), so only an unreachable host or a timeout fails.
     /// Not a query, so it does not show among Prometheus' query counts.
@@ -316,6 +315,7 @@ impl Client {
             .map_err(|e| self.transport_error(e))
     }
 
+    /// Sends one query request and returns the answer's status and body.
     async fn call(&self, url: &str, form: &[(&str, String)]) -> Result<(u16, Vec<u8>), PromError> {
         let mut req = self.http.post(url).form(form);
         if let Some(path) = &self.token_file {

@@ -1,13 +1,17 @@
 //! From a request to a query plan: which query answers it, and how its groups are picked
 //! from the result.
 
+use std::sync::Arc;
+
 use crate::config::SignalSpec;
 use crate::promql::{join, LabelFilter, Matcher, TranslateError, Translation};
 use crate::provider::MetricError;
 
+use super::fetch::Rebuild;
 use super::kinds::Source;
 use super::plan::QuerySpec;
 use super::request::{Mode, Objects, Request};
+use super::shard::{BuildParts, Sharding};
 use super::PodLister;
 
 /// A query to send and how the request's answer is taken from its result.
@@ -29,9 +33,9 @@ pub(super) struct Planned {
     /// The request as matchers, for messages.
     pub described: String,
     /// How the grouped query splits when its answer is too large.
-    pub sharding: Option<super::shard::Sharding>,
+    pub sharding: Option<Sharding>,
     /// For a request's own query: how to build its parts again from the request's matchers.
-    pub rebuild: Option<super::fetch::Rebuild>,
+    pub rebuild: Option<Rebuild>,
 }
 
 pub(super) fn plan(
@@ -65,11 +69,10 @@ pub(super) fn plan(
         .filter(|f| f.label == ns_label || f.label == "job_name")
         .cloned()
         .collect();
-    let mut whole_jobs = job_filters.len() == filters.len();
+    let whole_jobs = req.objects.is_none() && job_filters.len() == filters.len();
 
     let object_label = kind.object_label();
     let mut keep_objects = None;
-    whole_jobs &= req.objects.is_none();
     match &req.objects {
         None => {}
         Some(Objects::Named(name)) => filters.push(LabelFilter::eq(object_label, name)),
@@ -112,10 +115,7 @@ pub(super) fn plan(
     let (query, filters) = if grouped {
         let by_text = fetch_by.join(", ");
         let parts = kind.parts(source, &[], &by_text);
-        let handler = spec.handler.clone();
-        let build: super::shard::BuildParts =
-            std::sync::Arc::new(move |m: &[Matcher]| handler.parts(source, m, &by_text));
-        sharding = super::shard::Sharding::new(&fetch_by, build);
+        sharding = Sharding::new(&fetch_by, shard_parts(spec, source, Vec::new(), by_text));
         (
             QuerySpec {
                 parts,
@@ -138,34 +138,15 @@ pub(super) fn plan(
             }
         }
         let matchers: Vec<Matcher> = inside.iter().map(LabelFilter::matcher).collect();
-        let by_text = by.join(", ");
-        let handler = spec.handler.clone();
-        let (shard_handler, shard_matchers, shard_by) =
-            (handler.clone(), matchers.clone(), by_text.clone());
-        let build: super::shard::BuildParts = std::sync::Arc::new(move |m: &[Matcher]| {
-            let mut all = shard_matchers.clone();
-            all.extend_from_slice(m);
-            shard_handler.parts(source, &all, &shard_by)
-        });
-        sharding = super::shard::Sharding::new(&by, build);
-        let own_by = by.clone();
-        let own = super::fetch::Rebuild::new(move || QuerySpec {
-            parts: handler.parts(source, &matchers, &by_text),
-            by: own_by.clone(),
-            keep_samples,
-        });
+        let build = shard_parts(spec, source, matchers.clone(), by.join(", "));
+        sharding = Sharding::new(&by, build);
+        let own = own_query(spec, source, matchers, by, keep_samples);
         let query = own.spec();
         rebuild = Some(own);
         (query, outside)
     } else {
         let matchers: Vec<Matcher> = filters.iter().map(LabelFilter::matcher).collect();
-        let handler = spec.handler.clone();
-        let by = answer_by.clone();
-        let own = super::fetch::Rebuild::new(move || QuerySpec {
-            parts: handler.parts(source, &matchers, &by.join(", ")),
-            by: by.clone(),
-            keep_samples,
-        });
+        let own = own_query(spec, source, matchers, answer_by.clone(), keep_samples);
         let query = own.spec();
         rebuild = Some(own);
         (query, Vec::new())
@@ -181,5 +162,36 @@ pub(super) fn plan(
         described,
         sharding,
         rebuild,
+    })
+}
+
+/// A query over `matchers` grouped by `by`, kept as the means to build it again.
+fn own_query(
+    spec: &SignalSpec,
+    source: Source,
+    matchers: Vec<Matcher>,
+    by: Vec<String>,
+    keep_samples: bool,
+) -> Rebuild {
+    let handler = spec.handler.clone();
+    Rebuild::new(move || QuerySpec {
+        parts: handler.parts(source, &matchers, &by.join(", ")),
+        by: by.clone(),
+        keep_samples,
+    })
+}
+
+/// A shard's parts: the query's own matchers (`base`) and the shard's.
+fn shard_parts(
+    spec: &SignalSpec,
+    source: Source,
+    base: Vec<Matcher>,
+    by_text: String,
+) -> BuildParts {
+    let handler = spec.handler.clone();
+    Arc::new(move |m: &[Matcher]| {
+        let mut all = base.clone();
+        all.extend_from_slice(m);
+        handler.parts(source, &all, &by_text)
     })
 }

@@ -71,12 +71,12 @@ impl SignalKind for BusyTimeMax {
         SignalType::FlinkBusyTimeMax
     }
 
-    // Grouped by vertex (`task_id`; `task_name` names the same vertex and lets a selector
-    // on it use the grouped query): a vertex at its own maximum parallelism is left out.
     fn regroups_exactly(&self, _: Source) -> bool {
         true
     }
 
+    // Grouped by vertex (`task_id`; `task_name` names the same vertex and lets a selector
+    // on it use the grouped query): a vertex at its own maximum parallelism is left out.
     fn grouping(&self, _: Source) -> Grouping {
         Grouping::new(
             &["job_name", "task_id", "task_name"],

@@ -94,13 +94,13 @@ impl SignalKind for KafkaLagSeconds {
         }
     }
 
-    // Per source: a source vertex (`task_id`) in Flink, a topic in kafka_exporter. The
-    // answer is the worst source's, since one slow source is enough to fall behind.
     // The sources' rate picks records-in or records-out per group.
     fn regroups_exactly(&self, source: Source) -> bool {
         source == Source::KafkaExporter
     }
 
+    // Per source: a source vertex (`task_id`) in Flink, a topic in kafka_exporter. The
+    // answer is the worst source's, since one slow source is enough to fall behind.
     fn grouping(&self, source: Source) -> Grouping {
         match source {
             Source::Flink => Grouping::new(&["job_name", "task_id"], &["job_name", "task_id"]),
